@@ -1,0 +1,64 @@
+"""Typed settings for llmos, read once at the edge (CLI, server start, SDK entry).
+
+Every field can be set from the environment as ``LLMOS_<FIELD>`` (``LLMOS_HOME``, ``LLMOS_PORT``…).
+Code below the edge receives a ``Settings`` object; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("LLMOS_HOME") or Path.home() / ".llmos").expanduser()
+
+
+@dataclass(slots=True)
+class Settings:
+    home: Path = field(default_factory=_default_home)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    default_model: str = "smollm2-135m-instruct"
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    dtype: str = "auto"  # "auto" | "float32" | "bfloat16" | "float16"
+    max_model_len: int = 0  # 0: the model's own context length
+    max_num_seqs: int = 64
+    max_num_batched_tokens: int = 1024
+    kv_cache_memory_mb: int = 0  # 0: sized from max_num_seqs * max_model_len (capped)
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Build settings from ``LLMOS_*`` variables; explicit overrides win."""
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"LLMOS_{f.name.upper()}")
+            if raw is None:
+                continue
+            if f.name == "home":
+                values[f.name] = Path(raw).expanduser()
+            elif f.type in ("int", int):
+                values[f.name] = int(raw)
+            elif f.type in ("bool", bool):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.home = Path(settings.home).expanduser()
+        return settings
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def database_url(self) -> str:
+        return os.environ.get("LLMOS_DATABASE_URL") or f"sqlite:///{self.home / 'llmos.db'}"

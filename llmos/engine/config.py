@@ -1,0 +1,55 @@
+"""Engine configuration: one typed object, built at the edge and passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def has_fast_bf16_cpu() -> bool:
+    """True when the CPU has native bf16 matrix support (AVX512_BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 on GPUs and on CPUs with native bf16, else fp32."""
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if has_fast_bf16_cpu() else torch.float32
+    dtypes = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+              "float16": torch.float16, "fp16": torch.float16}
+    if name not in dtypes:
+        from llmos.errors import InvalidRequest
+
+        raise InvalidRequest(f"dtype={name!r} is not one of auto, {', '.join(sorted(dtypes))}.", param="dtype")
+    return dtypes[name]
+
+
+@dataclass(slots=True)
+class EngineConfig:
+    max_model_len: int = 2048
+    max_num_seqs: int = 64
+    max_num_batched_tokens: int = 1024  # token budget of one step (prefill chunks + decodes)
+    block_size: int = 16
+    num_blocks: int = 0  # 0: enough for max_num_seqs full-length sequences, capped by kv_cache_bytes
+    kv_cache_bytes: int = 2 << 30
+    enable_prefix_caching: bool = True
+    dtype: torch.dtype = torch.float32
+    device: torch.device = torch.device("cpu")
+
+    def __post_init__(self) -> None:
+        if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1 or self.max_model_len < 2:
+            raise ValueError("max_num_batched_tokens, max_num_seqs and max_model_len must be positive")

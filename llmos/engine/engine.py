@@ -1,0 +1,149 @@
+"""The synchronous engine: add requests, step, read token outputs.
+
+``step()`` is the whole loop body — schedule, execute, update. Callers that want text, streaming
+and many concurrent clients use ``AsyncEngine`` on top of this.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from llmos.engine.block_manager import BlockManager
+from llmos.engine.config import EngineConfig
+from llmos.engine.model_runner import ModelRunner
+from llmos.engine.outputs import EngineOutput
+from llmos.engine.request import Request
+from llmos.engine.sampling_params import SamplingParams
+from llmos.engine.scheduler import Scheduler
+from llmos.errors import ContextOverflow, InvalidRequest
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class EngineStats:
+    num_running: int
+    num_waiting: int
+    kv_cache_usage: float
+    prefix_cache_hit_rate: float
+    num_preemptions: int
+
+
+class Engine:
+    def __init__(self, model: nn.Module, config: EngineConfig, vocab_size: int | None = None):
+        self.config = config
+        self.runner = ModelRunner(model, config)
+        self.block_manager = BlockManager(self.runner.num_blocks, config.block_size, config.enable_prefix_caching)
+        self.scheduler = Scheduler(config, self.block_manager)
+        self.vocab_size = vocab_size
+        self._ids = itertools.count()
+        self._aborted: list[EngineOutput] = []
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path, config: EngineConfig) -> Engine:
+        """Load a Hugging Face folder with the native model code."""
+        from llmos.models.loader import load_model
+
+        model = load_model(Path(model_dir), config.dtype, config.device)
+        return cls(model, config, getattr(model, "vocab_size", None))
+
+    def check_request(self, prompt_token_ids: list[int], params: SamplingParams) -> int:
+        """Validate a request without touching engine state; returns its resolved max_tokens.
+
+        Raises ContextOverflow / InvalidRequest with the numbers and the fix.
+        """
+        num_prompt = len(prompt_token_ids)
+        if num_prompt == 0:
+            raise InvalidRequest("The prompt is empty: give at least one token.", param="prompt")
+        if self.vocab_size is not None and any(not 0 <= t < self.vocab_size for t in prompt_token_ids):
+            raise InvalidRequest(f"Prompt token ids must be in [0, {self.vocab_size}).", param="prompt")
+        limit = self.config.max_model_len
+        if num_prompt >= limit:
+            raise ContextOverflow(
+                f"This model's maximum context length is {limit} tokens, but the prompt has {num_prompt} "
+                f"tokens (at least one more is needed to generate). Shorten the prompt.",
+                param="messages",
+            )
+        room = limit - num_prompt
+        if params.max_tokens is not None and params.max_tokens > room:
+            raise ContextOverflow(
+                f"This model's maximum context length is {limit} tokens. However, you requested "
+                f"{num_prompt + params.max_tokens} tokens ({num_prompt} in the prompt, {params.max_tokens} "
+                f"for the completion). Reduce the prompt or max_tokens (at most {room} here).",
+                param="max_tokens",
+            )
+        return params.max_tokens if params.max_tokens is not None else room
+
+    def add_request(
+        self,
+        prompt_token_ids: list[int],
+        params: SamplingParams,
+        request_id: str | None = None,
+        eos_token_ids: frozenset[int] = frozenset(),
+    ) -> str:
+        """Queue a request; raises like ``check_request``."""
+        max_tokens = self.check_request(prompt_token_ids, params)
+        request_id = request_id or f"req-{next(self._ids)}"
+        if request_id in self.scheduler.requests:
+            raise InvalidRequest(f"Request id {request_id!r} is already running.", param="request_id")
+        request = Request(
+            request_id=request_id,
+            prompt_token_ids=list(prompt_token_ids),
+            params=params,
+            max_tokens=max_tokens,
+            eos_token_ids=eos_token_ids,
+        )
+        self.scheduler.add_request(request)
+        return request_id
+
+    def abort(self, request_id: str, reason: str = "abort") -> None:
+        out = self.scheduler.abort(request_id, reason)
+        if out is not None:
+            self._aborted.append(out)
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_unfinished or bool(self._aborted)
+
+    def step(self) -> list[EngineOutput]:
+        outputs, self._aborted = self._aborted, []
+        sched = self.scheduler.schedule()
+        if sched.is_empty:
+            return outputs
+        runner_out = self.runner.execute(sched)
+        return outputs + self.scheduler.update_from_output(sched, runner_out)
+
+    def fail_all(self, message: str) -> list[EngineOutput]:
+        """Finish every unfinished request with ``error`` (used when a step raised)."""
+        for request_id in list(self.scheduler.requests):
+            self.abort(request_id, reason="error")
+        outputs, self._aborted = self._aborted, []
+        logger.error("engine step failed; %d requests failed: %s", len(outputs), message)
+        return outputs
+
+    def stats(self) -> EngineStats:
+        bm = self.block_manager
+        return EngineStats(
+            num_running=len(self.scheduler.running),
+            num_waiting=len(self.scheduler.waiting),
+            kv_cache_usage=bm.usage,
+            prefix_cache_hit_rate=bm.num_prefix_hits / bm.num_prefix_queries if bm.num_prefix_queries else 0.0,
+            num_preemptions=self.scheduler.num_preemptions,
+        )
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams],
+                 eos_token_ids: frozenset[int] = frozenset()) -> list[list[int]]:
+        """Run prompts to completion together (offline batch); returns output token ids per prompt."""
+        params_list = params if isinstance(params, list) else [params] * len(prompts)
+        ids = [self.add_request(p, sp, eos_token_ids=eos_token_ids) for p, sp in zip(prompts, params_list)]
+        results: dict[str, list[int]] = {i: [] for i in ids}
+        with torch.inference_mode():
+            while self.has_unfinished():
+                for out in self.step():
+                    results[out.request_id].extend(out.new_token_ids)
+        return [results[i] for i in ids]

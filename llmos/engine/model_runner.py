@@ -1,0 +1,148 @@
+"""Runs one scheduled step on the model: builds the flat batch, owns the KV cache, samples.
+
+The flat batch puts every prefill chunk first (one contiguous run per sequence) and then one
+token per decoding sequence; ``AttentionMetadata`` tells each attention layer where the tokens'
+K/V go and which cache slots form each sequence's context.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import Tensor, nn
+
+from llmos.engine.config import EngineConfig
+from llmos.engine.outputs import ModelRunnerOutput, ScheduledRequest, SchedulerOutput, TokenLogprob
+from llmos.layers.attention import AttentionMetadata, PagedAttention, PrefillChunk
+from llmos.layers.sampler import Penalty, SamplingBatch, sample
+
+logger = logging.getLogger(__name__)
+
+
+class ModelRunner:
+    def __init__(self, model: nn.Module, config: EngineConfig):
+        self.model = model.eval()
+        self.config = config
+        self.device = config.device
+        self.block_size = config.block_size
+        self.num_blocks = config.num_blocks or self._default_num_blocks()
+        self._allocate_kv_cache()
+
+    def _bytes_per_block(self) -> int:
+        m = self.model
+        itemsize = torch.empty((), dtype=self.config.dtype).element_size()
+        return 2 * m.num_layers * self.block_size * m.num_kv_heads * m.head_dim * itemsize
+
+    def _default_num_blocks(self) -> int:
+        """Enough blocks for max_num_seqs full-length sequences, within kv_cache_bytes."""
+        per_sequence = -(-self.config.max_model_len // self.block_size)
+        wanted = self.config.max_num_seqs * per_sequence + 1
+        affordable = self.config.kv_cache_bytes // self._bytes_per_block()
+        return max(min(wanted, affordable), per_sequence + 1)
+
+    def _allocate_kv_cache(self) -> None:
+        num_slots = self.num_blocks * self.block_size
+        layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
+        for layer in layers:
+            shape = (num_slots, layer.num_kv_heads, layer.head_dim)
+            # torch.empty: pages are only committed when first written.
+            layer.k_cache = torch.empty(shape, dtype=self.config.dtype, device=self.device)
+            layer.v_cache = torch.empty(shape, dtype=self.config.dtype, device=self.device)
+        logger.info(
+            "KV cache: %d blocks x %d tokens (%.0f MiB)",
+            self.num_blocks,
+            self.block_size,
+            self.num_blocks * self._bytes_per_block() / 2**20,
+        )
+
+    def _slots(self, block_table: list[int], start: int, end: int) -> Tensor:
+        positions = torch.arange(start, end)
+        table = torch.tensor(block_table, dtype=torch.long)
+        return table[positions // self.block_size] * self.block_size + positions % self.block_size
+
+    def prepare(self, sched: SchedulerOutput) -> tuple[Tensor, Tensor, AttentionMetadata, list[ScheduledRequest]]:
+        """Flat input ids, positions, attention metadata, and the items in flat-batch order."""
+        prefills = [s for s in sched.scheduled if s.num_new_tokens > 1]
+        decodes = [s for s in sched.scheduled if s.num_new_tokens == 1]
+        input_ids: list[int] = []
+        positions: list[Tensor] = []
+        slot_mapping: list[Tensor] = []
+        chunks: list[PrefillChunk] = []
+        for s in prefills:
+            req, start = s.request, s.request.num_computed_tokens
+            end = start + s.num_new_tokens
+            input_ids.extend(req.all_token_ids[start:end])
+            positions.append(torch.arange(start, end))
+            slots = self._slots(req.block_table, 0, end)
+            slot_mapping.append(slots[start:])
+            n = len(input_ids)
+            chunks.append(PrefillChunk(n - s.num_new_tokens, n, end, slots.to(self.device) if start else None))
+        num_prefill_tokens = len(input_ids)
+        meta = AttentionMetadata(slot_mapping=torch.empty(0), prefills=chunks, num_prefill_tokens=num_prefill_tokens)
+        if decodes:
+            context_lens = torch.tensor([s.request.num_computed_tokens + 1 for s in decodes])
+            max_len = int(context_lens.max())
+            max_blocks = -(-max_len // self.block_size)
+            tables = torch.zeros(len(decodes), max_blocks, dtype=torch.long)
+            for row, s in enumerate(decodes):
+                table = s.request.block_table[:max_blocks]
+                tables[row, : len(table)] = torch.tensor(table)
+                input_ids.append(s.request.all_token_ids[s.request.num_computed_tokens])
+            j = torch.arange(max_len)
+            decode_slots = tables[:, j // self.block_size] * self.block_size + j % self.block_size
+            positions.append(context_lens - 1)
+            slot_mapping.append(decode_slots.gather(1, (context_lens - 1)[:, None]).squeeze(1))
+            meta.decode_slots = decode_slots.to(self.device)
+            meta.decode_context_lens = context_lens.to(self.device)
+        meta.slot_mapping = torch.cat(slot_mapping).to(self.device)
+        ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
+        return ids, torch.cat(positions).to(self.device), meta, prefills + decodes
+
+    @torch.inference_mode()
+    def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput:
+        input_ids, positions, meta, ordered = self.prepare(sched)
+        hidden = self.model(input_ids, positions, meta)
+        rows: list[int] = []
+        sampling: list[ScheduledRequest] = []
+        offset = 0
+        for s in ordered:
+            offset += s.num_new_tokens
+            if s.is_last_chunk:
+                rows.append(offset - 1)
+                sampling.append(s)
+        out = ModelRunnerOutput()
+        if not sampling:
+            return out
+        logits = self.model.compute_logits(hidden[torch.tensor(rows, device=self.device)])
+        result = sample(logits, self._sampling_batch(sampling))
+        for i, s in enumerate(sampling):
+            request_id = s.request.request_id
+            token_id = result.token_ids[i]
+            out.sampled_token_ids[request_id] = token_id
+            n = s.request.params.logprobs
+            if n is not None and result.logprobs is not None:
+                top = []
+                if n and result.top_token_ids is not None and result.top_logprobs is not None:
+                    top = list(zip(result.top_token_ids[i, :n].tolist(), result.top_logprobs[i, :n].tolist()))
+                out.logprobs[request_id] = TokenLogprob(token_id, float(result.logprobs[i]), top)
+        return out
+
+    @staticmethod
+    def _sampling_batch(items: list[ScheduledRequest]) -> SamplingBatch:
+        params = [s.request.params for s in items]
+        penalties = [
+            Penalty(row, s.request.prompt_token_ids, s.request.output_token_ids, p.repetition_penalty,
+                    p.presence_penalty, p.frequency_penalty)
+            for row, (s, p) in enumerate(zip(items, params))
+            if p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty
+        ]
+        return SamplingBatch(
+            temperatures=[p.temperature for p in params],
+            top_ps=[p.top_p for p in params],
+            top_ks=[p.top_k for p in params],
+            min_ps=[p.min_p for p in params],
+            generators=[s.request.generator for s in items],
+            num_logprobs=[p.logprobs for p in params],
+            penalties=penalties,
+        )

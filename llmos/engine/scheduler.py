@@ -1,0 +1,138 @@
+"""Continuous batching: which requests run this step, and with how many tokens each.
+
+Every step has a token budget. Running requests go first (one token for a decode, the next chunk
+for a long prefill), then waiting requests are admitted first-come-first-served while the budget,
+``max_num_seqs`` and free KV blocks allow. When blocks run out, the most recently admitted running
+request is preempted: its blocks are freed and it is recomputed later (prompt + tokens so far).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from llmos.engine.block_manager import BlockManager
+from llmos.engine.config import EngineConfig
+from llmos.engine.outputs import EngineOutput, ModelRunnerOutput, ScheduledRequest, SchedulerOutput
+from llmos.engine.request import Request, RequestStatus
+
+
+class Scheduler:
+    def __init__(self, config: EngineConfig, block_manager: BlockManager):
+        self.config = config
+        self.block_manager = block_manager
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self.requests: dict[str, Request] = {}
+        self.num_preemptions = 0
+
+    def add_request(self, request: Request) -> None:
+        self.requests[request.request_id] = request
+        self.waiting.append(request)
+
+    @property
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def schedule(self) -> SchedulerOutput:
+        out = SchedulerOutput()
+        budget = self.config.max_num_batched_tokens
+        i = 0
+        while i < len(self.running) and budget > 0:
+            request = self.running[i]
+            num_new = min(request.num_tokens - request.num_computed_tokens, budget)
+            while not self.block_manager.allocate(request, num_new):
+                victim = self.running.pop()
+                self._preempt(victim)
+                out.num_preempted += 1
+                if victim is request:
+                    break
+            else:
+                out.scheduled.append(ScheduledRequest(request, num_new))
+                budget -= num_new
+                i += 1
+        if out.num_preempted:
+            return out
+        while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
+            request = self.waiting[0]
+            cached = self.block_manager.find_cached_blocks(request) if request.num_computed_tokens == 0 else []
+            num_new = min(request.num_tokens - len(cached) * self.block_manager.block_size, budget)
+            if not self.block_manager.allocate(request, num_new, cached):
+                break
+            if not request.num_preemptions:
+                request.num_cached_tokens = len(cached) * self.block_manager.block_size
+            self.waiting.popleft()
+            request.status = RequestStatus.RUNNING
+            self.running.append(request)
+            out.scheduled.append(ScheduledRequest(request, num_new))
+            budget -= num_new
+        return out
+
+    def _preempt(self, request: Request) -> None:
+        self.block_manager.free(request)
+        request.num_computed_tokens = 0
+        request.num_preemptions += 1
+        request.status = RequestStatus.WAITING
+        self.waiting.appendleft(request)
+        self.num_preemptions += 1
+
+    def update_from_output(self, sched: SchedulerOutput, runner_out: ModelRunnerOutput) -> list[EngineOutput]:
+        """Advance each scheduled request, append sampled tokens, and finish the ones that are done."""
+        outputs: list[EngineOutput] = []
+        for item in sched.scheduled:
+            request = item.request
+            request.num_computed_tokens += item.num_new_tokens
+            token_id = runner_out.sampled_token_ids.get(request.request_id)
+            if token_id is None:
+                self.block_manager.cache_full_blocks(request)
+                continue
+            request.append_token(token_id)
+            self.block_manager.cache_full_blocks(request)
+            self._check_stop(request, token_id)
+            logprob = runner_out.logprobs.get(request.request_id)
+            outputs.append(self._output(request, [token_id], [logprob] if logprob else None))
+        return outputs
+
+    def _check_stop(self, request: Request, token_id: int) -> None:
+        params = request.params
+        if request.num_output_tokens >= params.min_tokens:
+            if not params.ignore_eos and token_id in request.eos_token_ids:
+                self.finish(request, "stop", token_id)
+                return
+            if token_id in params.stop_token_ids:
+                self.finish(request, "stop", token_id)
+                return
+        if request.num_output_tokens >= request.max_tokens:
+            self.finish(request, "length")
+
+    def finish(self, request: Request, reason: str, stop_reason: int | str | None = None) -> None:
+        """Take the request out of the queues and free its blocks (idempotent)."""
+        if request.is_finished:
+            return
+        if request.status is RequestStatus.RUNNING:
+            self.running.remove(request)
+        else:
+            self.waiting.remove(request)
+        self.block_manager.free(request)
+        request.status = RequestStatus.FINISHED
+        request.finish_reason = reason
+        request.stop_reason = stop_reason
+        del self.requests[request.request_id]
+
+    def abort(self, request_id: str, reason: str = "abort") -> EngineOutput | None:
+        request = self.requests.get(request_id)
+        if request is None:
+            return None
+        self.finish(request, reason)
+        return self._output(request, [], None)
+
+    @staticmethod
+    def _output(request: Request, token_ids: list[int], logprobs: list | None) -> EngineOutput:
+        return EngineOutput(
+            request_id=request.request_id,
+            new_token_ids=token_ids,
+            new_logprobs=logprobs,
+            finish_reason=request.finish_reason,
+            stop_reason=request.stop_reason,
+            num_prompt_tokens=request.num_prompt_tokens,
+            num_cached_tokens=request.num_cached_tokens,
+        )

@@ -1,0 +1,86 @@
+"""The one exception hierarchy of llmos.
+
+Each class maps to one HTTP status and one OpenAI-style error ``type``/``code`` (used by the
+server in one place) and its message is what the CLI prints, without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class LLMOSError(Exception):
+    """Base of every expected llmos error."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def to_openai(self) -> dict[str, object]:
+        """The OpenAI error envelope: ``{"error": {message, type, param, code}}``."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(LLMOSError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ContextOverflow(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class InvalidModelName(InvalidRequest):
+    code = "invalid_model_name"
+
+
+class InvalidModelFile(InvalidRequest):
+    code = "invalid_model_file"
+
+
+class UnsupportedArchitecture(InvalidRequest):
+    code = "unsupported_architecture"
+
+
+class ModelNotFound(LLMOSError):
+    status_code = 404
+    error_type = "not_found_error"
+    code = "model_not_found"
+
+
+class AlreadyExists(LLMOSError):
+    status_code = 409
+    error_type = "conflict_error"
+    code = "conflict"
+
+
+class CorruptArtifact(LLMOSError):
+    """A stored file does not match its recorded digest (or cannot be read)."""
+
+    status_code = 500
+    error_type = "server_error"
+    code = "corrupt_artifact"
+
+
+class SourceUnavailable(LLMOSError):
+    """A model source (package index, hub) could not be reached or had no such artifact."""
+
+    status_code = 502
+    error_type = "server_error"
+    code = "source_unavailable"
+
+
+class EngineDead(LLMOSError):
+    status_code = 503
+    error_type = "server_error"
+    code = "engine_dead"

@@ -1,0 +1,135 @@
+"""The in-process Python SDK: ``llmos.load_model(...)`` and the seed-style ``llmos.LLM``.
+
+A ``Model`` drives the same engine the server uses. Sampling keywords are the engine's
+``SamplingParams`` fields (``max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``seed``, ``stop``…).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from llmos.config import Settings
+from llmos.engine.outputs import Completion
+from llmos.engine.sampling_params import SamplingParams
+from llmos.errors import InvalidRequest
+from llmos.runtime import ModelRuntime, load_runtime
+
+Messages = list[dict[str, Any]] | str
+
+DEFAULTS: dict[str, Any] = {"max_tokens": 256, "temperature": 0.7}
+
+
+def _params(overrides: dict[str, Any]) -> SamplingParams:
+    values = {**DEFAULTS, **overrides}
+    try:
+        return SamplingParams(**values)
+    except TypeError as exc:
+        raise InvalidRequest(f"Unknown sampling option: {exc}") from exc
+
+
+def _messages(messages: Messages) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
+
+
+class Model:
+    """A loaded model. Methods block until done; ``stream`` yields text as it is generated."""
+
+    def __init__(self, runtime: ModelRuntime):
+        self.runtime = runtime
+
+    @property
+    def name(self) -> str:
+        return self.runtime.name
+
+    def __repr__(self) -> str:
+        return f"<llmos.Model {self.name}>"
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.runtime.tokenizer.encode(text)
+
+    def detokenize(self, token_ids: list[int]) -> str:
+        return self.runtime.tokenizer.decode(token_ids)
+
+    def complete(self, prompt: str | list[int], **sampling: Any) -> Completion:
+        """Generate a continuation of ``prompt``; returns text, tokens, finish reason and usage."""
+        return self._run([self._encode(prompt)], _params(sampling))[0]
+
+    def generate_text(self, prompt: str, **sampling: Any) -> str:
+        return self.complete(prompt, **sampling).text
+
+    def chat(self, messages: Messages, **sampling: Any) -> str:
+        """Answer a conversation (list of {role, content}) or a single user message."""
+        prompt_ids = self.runtime.tokenizer.encode_chat(_messages(messages))
+        return self._run([prompt_ids], _params(sampling))[0].text
+
+    def stream(self, prompt: str, **sampling: Any) -> Iterator[str]:
+        yield from self._stream(self._encode(prompt), _params(sampling))
+
+    def stream_chat(self, messages: Messages, **sampling: Any) -> Iterator[str]:
+        yield from self._stream(self.runtime.tokenizer.encode_chat(_messages(messages)), _params(sampling))
+
+    def generate_batch(self, prompts: list[str], **sampling: Any) -> list[str]:
+        """Run many prompts together through the engine (continuous batching); texts in order."""
+        params = _params(sampling)
+        return [c.text for c in self._run([self._encode(p) for p in prompts], params)]
+
+    def _encode(self, prompt: str | list[int]) -> list[int]:
+        return list(prompt) if isinstance(prompt, list) else self.runtime.tokenizer.encode(prompt)
+
+    def _run(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        results = self.runtime.engine.generate_batch(prompts, [params] * len(prompts))
+        for result in results:
+            if result.finish_reason == "error":
+                raise RuntimeError(f"generation failed: {result.error}")
+        return results
+
+    def _stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[str]:
+        for out in self.runtime.engine.stream(prompt_ids, params):
+            if out.finish_reason == "error":
+                raise RuntimeError(f"generation failed: {out.error}")
+            if out.text:
+                yield out.text
+
+
+def load_model(ref: str | Path, **settings: Any) -> Model:
+    """Load a model by name (``smollm2``), ``name:version``, or a Hugging Face folder path.
+
+    Keyword arguments override ``Settings`` fields (``device``, ``dtype``, ``max_model_len``…).
+    Raises ``llmos.errors.ModelNotFound`` (with the command to pull it) and friends.
+    """
+    return Model(load_runtime(ref, Settings.from_env(**settings)))
+
+
+class LLM:
+    """The style of the original design documents: ``llm.set_model(name); llm.generate_text(...)``."""
+
+    def __init__(self, **settings: Any):
+        self._settings = settings
+        self.model: Model | None = None
+
+    def set_model(self, ref: str | Path) -> None:
+        if self.model is not None:
+            self.model.close()
+        self.model = load_model(ref, **self._settings)
+
+    def _require(self) -> Model:
+        if self.model is None:
+            raise InvalidRequest("No model set: call set_model('smollm2') first.")
+        return self.model
+
+    def generate_text(self, prompt: str, **sampling: Any) -> str:
+        return self._require().generate_text(prompt, **sampling)
+
+    def chat(self, messages: Messages, **sampling: Any) -> str:
+        return self._require().chat(messages, **sampling)
