@@ -38,7 +38,8 @@ class ModelRunner:
         """Enough blocks for max_num_seqs full-length sequences, within kv_cache_bytes."""
         per_sequence = -(-self.config.max_model_len // self.block_size)
         wanted = self.config.max_num_seqs * per_sequence + 1
-        affordable = self.config.kv_cache_bytes // self._bytes_per_block()
+        per_block = self._bytes_per_block()
+        affordable = self.config.kv_cache_bytes // per_block if per_block else wanted
         return max(min(wanted, affordable), per_sequence + 1)
 
     def _allocate_kv_cache(self) -> None:

@@ -41,21 +41,18 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"{param}: {message}{more}" if param else f"{message}{more}"), param
 
 
-def create_app(settings: Settings, preload: list[str] | None = None) -> FastAPI:
-    pool = ModelPool(settings)
+def create_app(settings: Settings, pool: ModelPool | None = None) -> FastAPI:
+    """The app serving ``pool``'s models (load models into the pool before serving them)."""
+    pool = pool or ModelPool(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        for ref in preload or []:
-            pool.load_sync(ref)
-        app.state.ready = True
         yield
         pool.close()
 
     app = FastAPI(title="llmos", version=__version__, lifespan=lifespan)
     app.state.pool = pool
     app.state.settings = settings
-    app.state.ready = False
     app.include_router(router)
 
     @app.exception_handler(LLMOSError)
