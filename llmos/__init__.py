@@ -1,13 +1,24 @@
 """llmos: an operating system for large language models.
 
-The package root is the SDK surface: ``llmos.load_model(...)``, ``llmos.LLM`` and, later,
-``llmos.connect(url)``. Everything else lives in the subpackages.
+The package root is the SDK surface: ``llmos.load_model(...)`` and ``llmos.LLM`` (and, later,
+``llmos.connect(url)``). They are imported lazily so ``import llmos.registry`` or the CLI's
+``--help`` do not pay for torch.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
-
-from llmos.sdk import LLM, Model, load_model
-
 __all__ = ["LLM", "Model", "load_model", "__version__"]
+
+if TYPE_CHECKING:
+    from llmos.sdk import LLM, Model, load_model
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("LLM", "Model", "load_model"):
+        from llmos import sdk
+
+        return getattr(sdk, name)
+    raise AttributeError(f"module 'llmos' has no attribute {name!r}")

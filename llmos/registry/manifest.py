@@ -1,0 +1,128 @@
+"""What a model version is: facts read from its files, without loading any tensor.
+
+Parses safetensors headers defensively (bounded header, offsets inside the file, sizes that match
+shapes) to count parameters and find the dtype, and reads config.json and the tokenizer config.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from llmos.errors import InvalidModelFile
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
+TORCH_DTYPE_NAMES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("duplicate keys in header")
+    return dict(pairs)
+
+
+def read_safetensors_header(path: Path) -> dict[str, dict[str, Any]]:
+    """The tensor entries of a safetensors file (``name -> {dtype, shape, data_offsets}``).
+
+    Raises ``InvalidModelFile`` when the header is malformed or does not describe the file.
+    """
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
+                raise ValueError(f"header length {header_len} is larger than the file allows")
+            header = json.loads(f.read(header_len), object_pairs_hook=_no_duplicate_keys)
+        header.pop("__metadata__", None)
+        data_len, spans = size - 8 - header_len, []
+        for name, info in header.items():
+            shape, (start, end) = info["shape"], info["data_offsets"]
+            if info["dtype"] not in DTYPE_BYTES or not all(isinstance(d, int) and d >= 0 for d in shape):
+                raise ValueError(f"tensor {name!r} has a bad dtype or shape")
+            if not (0 <= start <= end <= data_len):
+                raise ValueError(f"tensor {name!r} data lies outside the file")
+            if end - start != math.prod(shape) * DTYPE_BYTES[info["dtype"]]:
+                raise ValueError(f"tensor {name!r} size does not match its shape")
+            spans.append((start, end))
+        spans.sort()
+        if any(a_end > b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False)):
+            raise ValueError("tensor data overlaps")
+    except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as exc:
+        raise InvalidModelFile(f"{path.name} is not a valid safetensors file: {exc}") from None
+    return header
+
+
+def weight_facts(files: dict[str, Path]) -> dict[str, Any]:
+    """``parameters`` (sum of tensor sizes) and ``dtype`` (of most parameters) over all safetensors."""
+    num_params, by_dtype = 0, Counter[str]()
+    for name, path in files.items():
+        if not name.endswith(".safetensors"):
+            continue
+        for info in read_safetensors_header(path).values():
+            n = math.prod(info["shape"])
+            num_params += n
+            by_dtype[info["dtype"]] += n
+    dtype = by_dtype.most_common(1)[0][0] if by_dtype else None
+    return {"parameters": num_params, "dtype": TORCH_DTYPE_NAMES.get(dtype, dtype) if dtype else None}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def config_facts(files: dict[str, Path]) -> dict[str, Any]:
+    """Architecture, model type, context length and chat-template presence from the config files."""
+    config = _read_json(files["config.json"]) if "config.json" in files else {}
+    text_config = config.get("text_config")
+    text_config = text_config if isinstance(text_config, dict) else {}
+    tok_config = _read_json(files["tokenizer_config.json"]) if "tokenizer_config.json" in files else {}
+    architectures = config.get("architectures") or []
+    return {
+        "architecture": architectures[0] if architectures else None,
+        "model_type": config.get("model_type"),
+        "context_length": config.get("max_position_embeddings") or text_config.get("max_position_embeddings"),
+        "has_chat_template": bool(tok_config.get("chat_template"))
+        or "chat_template.jinja" in files
+        or "chat_template.json" in files,
+        "is_sentence_transformers": "modules.json" in files,
+    }
+
+
+def infer_kind(facts: dict[str, Any]) -> str:
+    """``chat``, ``base``, ``embedding`` or ``other``, from the facts above."""
+    arch = facts.get("architecture") or ""
+    if facts.get("is_sentence_transformers"):
+        return "embedding"
+    if arch.endswith(("ForCausalLM", "ForConditionalGeneration")):
+        return "chat" if facts.get("has_chat_template") else "base"
+    return "other"
+
+
+def readme_license(files: dict[str, Path]) -> str | None:
+    """The ``license:`` of a model card's YAML front matter, if there is one."""
+    readme = files.get("README.md")
+    if readme is None:
+        return None
+    try:
+        text = readme.read_text(encoding="utf-8", errors="replace")[:20_000]
+    except OSError:
+        return None
+    if not text.startswith("---"):
+        return None
+    for line in text.split("\n---", 1)[0].splitlines():
+        if line.startswith("license:"):
+            return line.split(":", 1)[1].strip().strip("'\"") or None
+    return None
