@@ -21,7 +21,7 @@ from llmos.engine.detokenizer import Detokenizer, Tokenizer
 from llmos.engine.engine import Engine, EngineStats
 from llmos.engine.outputs import Completion, EngineOutput, RequestOutput
 from llmos.engine.sampling_params import SamplingParams
-from llmos.errors import EngineDead
+from llmos.errors import EngineDead, LLMOSError
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,10 @@ class _Stream:
     stop_reason: int | str | None = None
 
 
+def _failed(request_id: str, num_prompt_tokens: int, message: str) -> RequestOutput:
+    return RequestOutput(request_id, "", [], None, "error", None, num_prompt_tokens, 0, error=message)
+
+
 class AsyncEngine:
     def __init__(self, engine: Engine, tokenizer: Tokenizer, eos_token_ids: frozenset[int] = frozenset()):
         self.engine = engine
@@ -79,7 +83,11 @@ class AsyncEngine:
         while not self._stopped:
             self._wakeup.clear()
             while not self._commands.empty():
-                self._commands.get()()
+                command = self._commands.get()
+                try:
+                    command()
+                except Exception:  # a bad command must not kill the loop
+                    logger.exception("engine command failed")
             if not self.engine.has_unfinished():
                 self._wakeup.wait()
                 continue
@@ -137,8 +145,12 @@ class AsyncEngine:
         detokenizer = Detokenizer(self.tokenizer, prompt_token_ids, params)
 
         def add() -> None:
+            try:
+                self.engine.add_request(prompt_token_ids, params, request_id, self.eos_token_ids)
+            except LLMOSError as exc:  # e.g. a request id already in use: fail this caller only
+                sink(_failed(request_id, len(prompt_token_ids), exc.message))
+                return
             self._streams[request_id] = _Stream(sink, detokenizer)
-            self.engine.add_request(prompt_token_ids, params, request_id, self.eos_token_ids)
 
         self._commands.put(add)
         self._wakeup.set()

@@ -44,18 +44,42 @@ class ModelRunner:
 
     def _allocate_kv_cache(self) -> None:
         num_slots = self.num_blocks * self.block_size
-        layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
-        for layer in layers:
+        self.layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
+        # Blocks are zeroed on first use (see _zero_fresh_blocks); until then their pages stay
+        # uncommitted, so the cache costs memory only as it fills.
+        self.is_fresh = [True] * self.num_blocks
+        for layer in self.layers:
             shape = (num_slots, layer.num_kv_heads, layer.head_dim)
             # torch.empty: pages are only committed when first written.
             layer.k_cache = torch.empty(shape, dtype=self.config.dtype, device=self.device)
             layer.v_cache = torch.empty(shape, dtype=self.config.dtype, device=self.device)
+        for layer in self.layers:  # decode padding points into block 0: keep it finite from the start
+            layer.k_cache[: self.block_size] = 0
+            layer.v_cache[: self.block_size] = 0
+        self.is_fresh[0] = False
         logger.info(
             "KV cache: %d blocks x %d tokens (%.0f MiB)",
             self.num_blocks,
             self.block_size,
             self.num_blocks * self._bytes_per_block() / 2**20,
         )
+
+    def _zero_fresh_blocks(self, sched: SchedulerOutput) -> None:
+        """Zero blocks on their first use. Attention reads whole blocks (and padding) under a mask,
+        and a masked 0 × NaN from never-written memory would still poison the output."""
+        fresh: list[int] = []
+        for s in sched.scheduled:
+            table = s.request.block_table
+            for block_id in table if s.num_new_tokens > 1 else table[-1:]:
+                if self.is_fresh[block_id]:
+                    self.is_fresh[block_id] = False
+                    fresh.append(block_id)
+        if not fresh:
+            return
+        ids = torch.tensor(fresh, device=self.device)
+        for layer in self.layers:
+            for cache in (layer.k_cache, layer.v_cache):
+                cache.view(self.num_blocks, self.block_size, *cache.shape[1:])[ids] = 0
 
     def _slots(self, block_table: list[int], start: int, end: int) -> Tensor:
         positions = torch.arange(start, end)
@@ -102,6 +126,7 @@ class ModelRunner:
 
     @torch.inference_mode()
     def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput:
+        self._zero_fresh_blocks(sched)
         input_ids, positions, meta, ordered = self.prepare(sched)
         hidden = self.model(input_ids, positions, meta)
         rows: list[int] = []

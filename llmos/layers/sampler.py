@@ -47,15 +47,15 @@ def apply_penalties(logits: Tensor, penalties: list[Penalty]) -> None:
     vocab_size = logits.shape[-1]
     for p in penalties:
         row = logits[p.row]
-        if p.output_ids and (p.presence or p.frequency):
-            out = torch.tensor(p.output_ids, device=logits.device)
-            counts = torch.bincount(out, minlength=vocab_size)[:vocab_size].to(row.dtype)
-            row -= p.frequency * counts + p.presence * (counts > 0).to(row.dtype)
         if p.repetition != 1.0:
             seen = torch.tensor(sorted(set(p.prompt_ids) | set(p.output_ids)), device=logits.device, dtype=torch.long)
             seen = seen[seen < vocab_size]
             vals = row[seen]
             row[seen] = torch.where(vals > 0, vals / p.repetition, vals * p.repetition)
+        if p.output_ids and (p.presence or p.frequency):
+            out = torch.tensor(p.output_ids, device=logits.device)
+            counts = torch.bincount(out, minlength=vocab_size)[:vocab_size].to(row.dtype)
+            row -= p.frequency * counts + p.presence * (counts > 0).to(row.dtype)
 
 
 def _filter(logits: Tensor, b: SamplingBatch) -> Tensor:

@@ -119,6 +119,7 @@ class LlamaForCausalLM(nn.Module):
         self.num_layers = config.num_hidden_layers
         self.num_kv_heads = config.num_key_value_heads
         self.head_dim = head_dim_of(config)
+        self.vocab_size = config.vocab_size
         self.final_logit_softcapping = getattr(config, "final_logit_softcapping", None)
         self.model: Any = self.model_class(config)  # LlamaModel or a family's equivalent
         self.is_tied = bool(getattr(config, "tie_word_embeddings", False))
