@@ -65,6 +65,10 @@ def load_runtime(ref: str | Path, settings: Settings, *, verify: bool = True) ->
     config_file = path / "config.json"
     if not config_file.exists():
         raise InvalidModelFile(f"{name} has no config.json; it is not a Hugging Face model folder.")
+    if manifest.get("kind") == "embedding":
+        raise UnsupportedArchitecture(
+            f"{name} is an embedding model; it cannot generate text. Use a chat or base model such as smollm2."
+        )
     hf_config = json.loads(config_file.read_text())
     context = _context_length(hf_config)
     device = resolve_device(settings.device)

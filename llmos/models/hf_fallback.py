@@ -8,12 +8,13 @@ sits in which slot and rebuilds every sequence's token ids from the slots in the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from llmos.errors import InvalidModelFile
+from llmos.errors import InvalidModelFile, UnsupportedArchitecture
 from llmos.layers.attention import AttentionMetadata
 
 
@@ -55,6 +56,14 @@ class TransformersCausalLM(nn.Module):
         return self.lm_head(hidden).float()
 
 
+def _architecture(model_dir: Path) -> str:
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return "unknown architecture"
+    return (config.get("architectures") or [config.get("model_type", "unknown architecture")])[0]
+
+
 def load_fallback_model(model_dir: Path, dtype: torch.dtype, device: torch.device, trust_remote_code: bool = False
                         ) -> TransformersCausalLM:
     """Load ``model_dir`` with transformers (safetensors only unless the folder has nothing else)."""
@@ -65,6 +74,13 @@ def load_fallback_model(model_dir: Path, dtype: torch.dtype, device: torch.devic
             str(model_dir), dtype=dtype, local_files_only=True, trust_remote_code=trust_remote_code,
             use_safetensors=True,
         )
-    except (OSError, ValueError, KeyError) as exc:
+    except ValueError as exc:
+        if "Unrecognized configuration class" in str(exc):
+            raise UnsupportedArchitecture(
+                f"{model_dir.name} is not a causal language model transformers can generate with "
+                f"({_architecture(model_dir)}); it cannot be used for text generation."
+            ) from exc
+        raise InvalidModelFile(f"transformers cannot load {model_dir.name}: {exc}") from exc
+    except (OSError, KeyError) as exc:
         raise InvalidModelFile(f"transformers cannot load {model_dir.name}: {exc}") from exc
     return TransformersCausalLM(hf.to(device))
