@@ -1,0 +1,118 @@
+"""The throughput benchmark on a tiny random llama: the quick workload runs every system in its own
+subprocess and reports complete, correctly counted figures (speed is not checked here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from tiny_models import VOCAB_SIZE, build_tiny_llama  # tests/unit is on sys.path (rootdir import mode)
+from tokenizers import Tokenizer, models
+from transformers import PreTrainedTokenizerFast
+from typer.testing import CliRunner
+
+from llmos.benchmark import SYSTEMS, TARGETS, BenchmarkOptions, PhaseResult, Workload, compare, main
+from llmos.cli import bench
+
+SPECIAL = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2 = the tiny config's pad, bos, eos
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny llama plus a word-level tokenizer covering its whole vocab."""
+    path = build_tiny_llama(tmp_path_factory.mktemp("bench") / "model")
+    vocab = {token: i for i, token in enumerate(SPECIAL)}
+    vocab |= {f"t{i}": i for i in range(len(SPECIAL), VOCAB_SIZE)}
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<unk>")),
+        unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<unk>",
+    )  # fmt: skip
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(tiny_model: Path) -> dict[str, Any]:
+    return main(["--quick", "--model", str(tiny_model), "--dtype", "float32", "--threads", "1", "--json"])
+
+
+def test_workload_is_seeded_and_within_ranges() -> None:
+    options = BenchmarkOptions(num_requests=20, prompt_len=(5, 9), output_len=(2, 4))
+    token_ids = list(range(3, 100))
+    workload = Workload.build(options, token_ids)
+    assert workload == Workload.build(options, token_ids)
+    assert workload != Workload.build(BenchmarkOptions(num_requests=20, seed=1), token_ids)
+    assert all(5 <= len(p) <= 9 and set(p) <= set(token_ids) for p in workload.prompts)
+    assert all(2 <= n <= 4 for n in workload.output_lens)
+    assert workload.subset(3).output_lens == workload.output_lens[:3]
+
+
+def test_ratios_are_marked_against_targets() -> None:
+    def result(rate: float) -> dict[str, float]:
+        return {"tokens_per_s": rate, "decode_tokens_per_s": rate}
+
+    ratios = compare({"llmos": result(200), "hf-static": result(100), "hf-serial": result(20),
+                      "llmos-serial": result(30)})  # fmt: skip
+    assert ratios["llmos_vs_hf_static"]["value"] == 2.0 and ratios["llmos_vs_hf_static"]["met"]
+    assert ratios["llmos_vs_hf_serial"]["value"] == 10.0 and ratios["llmos_vs_hf_serial"]["met"]
+    assert ratios["llmos_serial_vs_hf_serial"]["value"] == 1.5 and ratios["llmos_serial_vs_hf_serial"]["met"]
+    assert compare({"llmos": result(100), "hf-static": result(100)}) == {
+        "llmos_vs_hf_static": {"value": 1.0, "target": 1.5, "metric": "tokens_per_s", "met": False}
+    }
+
+
+@pytest.mark.slow
+def test_quick_benchmark_reports_every_system_and_ratio(report: dict[str, Any]) -> None:
+    assert set(report["results"]) == set(SYSTEMS)
+    assert set(report["ratios"]) == {name for name, *_ in TARGETS}
+    assert report["dtype"] == "float32"
+    fields = set(PhaseResult.__dataclass_fields__)
+    for system, result in report["results"].items():
+        assert set(result) == fields, system
+        assert result["tokens_per_s"] > 0 and result["peak_rss_bytes"] > 0
+        assert 0 < result["ttft_p50_s"] <= result["ttft_p95_s"]
+        assert 0 < result["tpot_p50_s"] <= result["tpot_p95_s"]
+
+
+@pytest.mark.slow
+def test_quick_benchmark_counts_exactly_the_requested_tokens(report: dict[str, Any]) -> None:
+    workload, results = report["workload"], report["results"]
+    assert workload["num_requests"] == 8 and workload["subset"] == 2
+    for system in ("llmos", "hf-static"):  # ignore_eos: every request generates its full length
+        assert results[system]["num_requests"] == 8
+        assert results[system]["num_generated_tokens"] == workload["num_output_tokens"]
+    for system in ("llmos-serial", "hf-serial"):
+        assert results[system]["num_requests"] == 2
+        assert results[system]["num_generated_tokens"] == workload["subset_num_output_tokens"]
+    # a static batch computes up to its longest member: more than it counts as useful
+    assert results["hf-static"]["num_computed_tokens"] >= results["hf-static"]["num_generated_tokens"]
+    assert results["llmos"]["num_computed_tokens"] == results["llmos"]["num_generated_tokens"]
+
+
+@pytest.mark.slow
+def test_bench_command_prints_the_table_and_ratios(
+    report: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench, "run_benchmark", lambda options, settings: report)
+    app = typer.Typer()
+    bench.register(app)
+    app.command("noop")(lambda: None)  # a second command keeps Typer from collapsing to one
+    result = CliRunner().invoke(app, ["bench", "--quick"])
+    assert result.exit_code == 0, result.output
+    for text in ("hf-static", "llmos-serial", "TTFT", "TPOT", "llmos_vs_hf_static", "met"):
+        assert text in result.output
+    as_json = CliRunner().invoke(app, ["bench", "--quick", "--json"])
+    assert json.loads(as_json.stdout) == report
+
+
+def test_bench_command_rejects_a_bad_span_and_an_unknown_system() -> None:
+    app = typer.Typer()
+    bench.register(app)
+    app.command("noop")(lambda: None)
+    bad_span = CliRunner().invoke(app, ["bench", "--prompt-len", "32-512"])
+    assert bad_span.exit_code == 2 and "MIN:MAX" in bad_span.output
+    unknown = CliRunner().invoke(app, ["bench", "--systems", "llmos,vllm"])
+    assert unknown.exit_code == 1 and "vllm" in unknown.output
