@@ -14,10 +14,15 @@ from torch import Tensor, nn
 
 from llmos.engine.config import EngineConfig
 from llmos.engine.outputs import ModelRunnerOutput, ScheduledRequest, SchedulerOutput, TokenLogprob
-from llmos.layers.attention import AttentionMetadata, PagedAttention, PrefillChunk
+from llmos.engine.request import Request
+from llmos.layers.attention import AttentionMetadata, DecodeGroup, PagedAttention, PrefillChunk
 from llmos.layers.sampler import Penalty, SamplingBatch, sample
 
 logger = logging.getLogger(__name__)
+
+# Decoding sequences are sorted by context length and attended in groups of this many, so each
+# group gathers and attends little padding; fewer, larger groups mean fewer kernel launches.
+DECODE_GROUP_SIZE = 16
 
 
 class ModelRunner:
@@ -49,13 +54,13 @@ class ModelRunner:
         # uncommitted, so the cache costs memory only as it fills.
         self.is_fresh = [True] * self.num_blocks
         for layer in self.layers:
-            shape = (num_slots, layer.num_kv_heads, layer.head_dim)
+            shape = (layer.num_kv_heads, num_slots, layer.head_dim)
             # torch.empty: pages are only committed when first written.
             layer.k_cache = torch.empty(shape, dtype=self.config.dtype, device=self.device)
             layer.v_cache = torch.empty(shape, dtype=self.config.dtype, device=self.device)
         for layer in self.layers:  # decode padding points into block 0: keep it finite from the start
-            layer.k_cache[: self.block_size] = 0
-            layer.v_cache[: self.block_size] = 0
+            layer.k_cache[:, : self.block_size] = 0
+            layer.v_cache[:, : self.block_size] = 0
         self.is_fresh[0] = False
         logger.info(
             "KV cache: %d blocks x %d tokens (%.0f MiB)",
@@ -79,7 +84,25 @@ class ModelRunner:
         ids = torch.tensor(fresh, device=self.device)
         for layer in self.layers:
             for cache in (layer.k_cache, layer.v_cache):
-                cache.view(self.num_blocks, self.block_size, *cache.shape[1:])[ids] = 0
+                cache.view(cache.shape[0], self.num_blocks, self.block_size, cache.shape[-1])[:, ids] = 0
+
+    def _decode_group(self, group: list[ScheduledRequest], start: int) -> DecodeGroup:
+        context_lens = [s.request.num_computed_tokens + 1 for s in group]
+        max_blocks = -(-max(context_lens) // self.block_size)
+        tables = [s.request.block_table[:max_blocks] for s in group]
+        padded = [table + [0] * (max_blocks - len(table)) for table in tables]
+        return DecodeGroup(
+            start=start,
+            block_tables=torch.tensor(padded, dtype=torch.long, device=self.device),
+            context_lens=torch.tensor(context_lens, device=self.device),
+            block_size=self.block_size,
+        )
+
+    def _slots_at(self, requests: list[Request]) -> Tensor:
+        """The cache slot of each request's next token (at position num_computed_tokens)."""
+        bs = self.block_size
+        return torch.tensor([r.block_table[r.num_computed_tokens // bs] * bs + r.num_computed_tokens % bs
+                             for r in requests])
 
     def _slots(self, block_table: list[int], start: int, end: int) -> Tensor:
         positions = torch.arange(start, end)
@@ -104,22 +127,15 @@ class ModelRunner:
             n = len(input_ids)
             chunks.append(PrefillChunk(n - s.num_new_tokens, n, end, slots.to(self.device) if start else None))
         num_prefill_tokens = len(input_ids)
-        meta = AttentionMetadata(slot_mapping=torch.empty(0), prefills=chunks, num_prefill_tokens=num_prefill_tokens)
+        meta = AttentionMetadata(torch.empty(0), chunks, num_prefill_tokens, block_size=self.block_size)
         if decodes:
-            context_lens = torch.tensor([s.request.num_computed_tokens + 1 for s in decodes])
-            max_len = int(context_lens.max())
-            max_blocks = -(-max_len // self.block_size)
-            tables = torch.zeros(len(decodes), max_blocks, dtype=torch.long)
-            for row, s in enumerate(decodes):
-                table = s.request.block_table[:max_blocks]
-                tables[row, : len(table)] = torch.tensor(table)
-                input_ids.append(s.request.all_token_ids[s.request.num_computed_tokens])
-            j = torch.arange(max_len)
-            decode_slots = tables[:, j // self.block_size] * self.block_size + j % self.block_size
-            positions.append(context_lens - 1)
-            slot_mapping.append(decode_slots.gather(1, (context_lens - 1)[:, None]).squeeze(1))
-            meta.decode_slots = decode_slots.to(self.device)
-            meta.decode_context_lens = context_lens.to(self.device)
+            decodes.sort(key=lambda s: s.request.num_computed_tokens)
+            for i in range(0, len(decodes), DECODE_GROUP_SIZE):
+                group = decodes[i : i + DECODE_GROUP_SIZE]
+                meta.decodes.append(self._decode_group(group, len(input_ids)))
+                input_ids.extend(s.request.all_token_ids[s.request.num_computed_tokens] for s in group)
+                positions.append(torch.tensor([s.request.num_computed_tokens for s in group]))
+                slot_mapping.append(self._slots_at([s.request for s in group]))
         meta.slot_mapping = torch.cat(slot_mapping).to(self.device)
         ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
         return ids, torch.cat(positions).to(self.device), meta, prefills + decodes

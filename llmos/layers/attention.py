@@ -27,32 +27,64 @@ class PrefillChunk:
 
 
 @dataclass(slots=True)
+class DecodeGroup:
+    """Decoding sequences of similar context length, one token each (tokens ``start:start+n``).
+
+    Grouping by length keeps the padding that batched decode attention gathers and attends small.
+    """
+
+    start: int
+    block_tables: Tensor  # [n, max_blocks] (padding points at block 0, which is kept finite)
+    context_lens: Tensor  # [n]
+    block_size: int
+    _cache: dict[tuple[str, int, int], Tensor] = field(default_factory=dict)
+
+    @property
+    def num_seqs(self) -> int:
+        return self.block_tables.shape[0]
+
+    def slots(self) -> Tensor:
+        """[n, max_blocks * block_size] cache slot of every context position."""
+        offsets = torch.arange(self.block_size, device=self.block_tables.device)
+        return (self.block_tables[:, :, None] * self.block_size + offsets).flatten(1)
+
+    def gather_index(self, num_kv_heads: int, num_blocks: int) -> Tensor:
+        """Rows of the ``[kv_heads * num_blocks, block_size, D]`` cache view to gather, ordered
+        (kv head, sequence, block): one fast dim-0 ``index_select`` fetches every context."""
+        key = ("gather", num_kv_heads, num_blocks)
+        index = self._cache.get(key)
+        if index is None:
+            blocks = self.block_tables.flatten()
+            heads = torch.arange(num_kv_heads, device=blocks.device)[:, None] * num_blocks
+            index = self._cache[key] = (heads + blocks[None, :]).flatten()
+        return index
+
+    def mask(self, window: int) -> Tensor:
+        """[n, 1, 1, max_blocks * block_size] bool: True where a key is visible."""
+        key = ("mask", window, 0)
+        mask = self._cache.get(key)
+        if mask is None:
+            idx = torch.arange(self.block_tables.shape[1] * self.block_size, device=self.block_tables.device)
+            lens = self.context_lens[:, None]
+            visible = idx[None, :] < lens
+            if window > 0:
+                visible &= idx[None, :] >= lens - window
+            mask = self._cache[key] = visible[:, None, None, :]
+        return mask
+
+
+@dataclass(slots=True)
 class AttentionMetadata:
     slot_mapping: Tensor  # [num_tokens] where each new token's K/V goes
     prefills: list[PrefillChunk]
     num_prefill_tokens: int
-    decode_slots: Tensor | None = None  # [num_decodes, max_context_len] (padding points at slot 0)
-    decode_context_lens: Tensor | None = None  # [num_decodes]
+    block_size: int = 16
+    decodes: list[DecodeGroup] = field(default_factory=list)
     _masks: dict[tuple[str, int, int], Tensor] = field(default_factory=dict)
 
     @property
     def num_decodes(self) -> int:
-        return 0 if self.decode_slots is None else self.decode_slots.shape[0]
-
-    def decode_mask(self, window: int) -> Tensor:
-        """[num_decodes, 1, 1, max_context_len] bool: True where a key is visible (optionally windowed)."""
-        key = ("decode", window, 0)
-        mask = self._masks.get(key)
-        if mask is None:
-            assert self.decode_slots is not None and self.decode_context_lens is not None
-            idx = torch.arange(self.decode_slots.shape[1], device=self.decode_slots.device)
-            lens = self.decode_context_lens[:, None]
-            mask = idx[None, :] < lens
-            if window > 0:
-                mask &= idx[None, :] >= lens - window
-            mask = mask[:, None, None, :]
-            self._masks[key] = mask
-        return mask
+        return sum(g.num_seqs for g in self.decodes)
 
     def prefill_mask(self, i: int, window: int) -> Tensor | None:
         """[q_len, context_len] bool mask for prefill chunk ``i``; None means plain causal."""
@@ -76,8 +108,10 @@ class AttentionMetadata:
 class PagedAttention(nn.Module):
     """Stores this layer's K/V in the paged cache and attends over each sequence's context.
 
-    ``k_cache``/``v_cache`` are ``[num_slots, num_kv_heads, head_dim]`` tensors assigned by the
-    model runner (``num_slots = num_blocks * block_size``); until then the layer holds empty ones.
+    ``k_cache``/``v_cache`` are head-major ``[num_kv_heads, num_slots, head_dim]`` tensors assigned
+    by the model runner (``num_slots = num_blocks * block_size``); until then the layer holds empty
+    ones and works for uncached prefills only. Head-major blocks let decode gather every context
+    with one ``index_select`` of whole blocks (contiguous ``block_size x head_dim`` runs).
     """
 
     def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float, sliding_window: int = 0):
@@ -93,33 +127,46 @@ class PagedAttention(nn.Module):
     def forward(self, q: Tensor, k: Tensor, v: Tensor, meta: AttentionMetadata) -> Tensor:
         """q: [T, H, D], k/v: [T, KV, D] → [T, H, D]."""
         if self.k_cache.numel():
-            self.k_cache.index_copy_(0, meta.slot_mapping, k)
-            self.v_cache.index_copy_(0, meta.slot_mapping, v)
+            self.k_cache.index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
+            self.v_cache.index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
         out = torch.empty_like(q)
-        gqa = self.num_heads != self.num_kv_heads
         for i, chunk in enumerate(meta.prefills):
-            qi = q[chunk.start : chunk.end].transpose(0, 1).unsqueeze(0)  # [1, H, q, D]
-            if chunk.slots is None:
-                ki, vi = k[chunk.start : chunk.end], v[chunk.start : chunk.end]
-            else:
-                ki, vi = self.k_cache[chunk.slots], self.v_cache[chunk.slots]
-            ki = ki.transpose(0, 1).unsqueeze(0)
-            vi = vi.transpose(0, 1).unsqueeze(0)
-            mask = meta.prefill_mask(i, self.sliding_window)
-            oi = F.scaled_dot_product_attention(
-                qi, ki, vi, attn_mask=mask, is_causal=mask is None, scale=self.scale, enable_gqa=gqa
-            )
-            out[chunk.start : chunk.end] = oi.squeeze(0).transpose(0, 1)
-        if meta.num_decodes:
-            n = meta.num_prefill_tokens
-            qd = q[n:].unsqueeze(2)  # [S, H, 1, D]
-            kd = self.k_cache[meta.decode_slots].transpose(1, 2)  # [S, KV, L, D]
-            vd = self.v_cache[meta.decode_slots].transpose(1, 2)
-            od = F.scaled_dot_product_attention(
-                qd, kd, vd, attn_mask=meta.decode_mask(self.sliding_window), scale=self.scale, enable_gqa=gqa
-            )
-            out[n:] = od.squeeze(2)
+            out[chunk.start : chunk.end] = self._prefill(q, k, v, meta, i)
+        for group in meta.decodes:
+            end = group.start + group.num_seqs
+            out[group.start : end] = self._decode(q[group.start : end], group)
         return out
+
+    def _prefill(self, q: Tensor, k: Tensor, v: Tensor, meta: AttentionMetadata, i: int) -> Tensor:
+        chunk = meta.prefills[i]
+        qi = q[chunk.start : chunk.end].transpose(0, 1).unsqueeze(0)  # [1, H, q, D]
+        if chunk.slots is None:
+            ki = k[chunk.start : chunk.end].transpose(0, 1).unsqueeze(0)  # [1, KV, q, D]
+            vi = v[chunk.start : chunk.end].transpose(0, 1).unsqueeze(0)
+        else:
+            ki = self.k_cache.index_select(1, chunk.slots).unsqueeze(0)  # [1, KV, context, D]
+            vi = self.v_cache.index_select(1, chunk.slots).unsqueeze(0)
+        mask = meta.prefill_mask(i, self.sliding_window)
+        oi = F.scaled_dot_product_attention(
+            qi, ki, vi, attn_mask=mask, is_causal=mask is None, scale=self.scale,
+            enable_gqa=self.num_heads != self.num_kv_heads,
+        )
+        return oi.squeeze(0).transpose(0, 1)
+
+    def _decode(self, q: Tensor, group: DecodeGroup) -> Tensor:
+        """One query token per sequence against its cached context: [n, H, D] → [n, H, D].
+
+        The query heads sharing a KV head become that head's "query length" (G rows), so plain
+        SDPA over ``[n, KV, G, D]`` x ``[n, KV, context, D]`` does grouped-query decoding.
+        """
+        num_seqs, kv, d, bs = q.shape[0], self.num_kv_heads, self.head_dim, group.block_size
+        index = group.gather_index(kv, self.k_cache.shape[1] // bs)
+        shape = (kv, num_seqs, -1, d)
+        kd = self.k_cache.view(-1, bs, d).index_select(0, index).view(shape).transpose(0, 1)
+        vd = self.v_cache.view(-1, bs, d).index_select(0, index).view(shape).transpose(0, 1)
+        qd = q.view(num_seqs, kv, self.num_heads // kv, d)
+        out = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=group.mask(self.sliding_window), scale=self.scale)
+        return out.reshape(num_seqs, self.num_heads, d)
 
 
 def single_sequence_metadata(num_tokens: int, device: torch.device | str = "cpu") -> AttentionMetadata:

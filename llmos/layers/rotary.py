@@ -61,18 +61,19 @@ class RotaryEmbedding(nn.Module):
         # a plain attribute, not a buffer: it stays float32 when the model runs in bf16
         self.inv_freq = inv_freq.float()
 
-    def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """positions: [T] → (cos, sin), each [T, head_dim] in float32."""
+    def forward(self, positions: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+        """positions: [T] → (cos, sin), each [T, head_dim], computed in float32 and cast to ``dtype``
+        once per forward (as transformers does) rather than once per layer."""
         if self.inv_freq.device != positions.device:
             self.inv_freq = self.inv_freq.to(positions.device)
         freqs = positions[:, None].float() * self.inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos(), emb.sin()
+        return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate x: [T, heads, head_dim] by the per-token cos/sin ([T, head_dim]), in x's dtype."""
-    cos = cos.to(x.dtype)[:, None, :]
-    sin = sin.to(x.dtype)[:, None, :]
+    """Rotate x: [T, heads, head_dim] by the per-token cos/sin ([T, head_dim], already in x's dtype)."""
+    cos = cos[:, None, :]
+    sin = sin[:, None, :]
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin

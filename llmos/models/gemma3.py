@@ -82,7 +82,7 @@ class Gemma3Model(nn.Module):
         x = self.embed_tokens(input_ids)
         # scaled in the model dtype, as transformers does (sqrt(hidden) is rounded to bf16 in bf16)
         x = x * torch.tensor(self.embed_scale, dtype=x.dtype, device=x.device)
-        local, full = self.rotary_local(positions), self.rotary_global(positions)
+        local, full = self.rotary_local(positions, x.dtype), self.rotary_global(positions, x.dtype)
         for layer in self.layers:
             cos, sin = local if layer.is_sliding else full
             x = layer(x, cos, sin, meta)

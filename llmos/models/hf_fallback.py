@@ -46,9 +46,8 @@ class TransformersCausalLM(nn.Module):
             else:
                 context = self._context(chunk.slots.tolist())
             out.append(self._hidden(context)[-(chunk.end - chunk.start) :])
-        if meta.num_decodes:
-            assert meta.decode_slots is not None and meta.decode_context_lens is not None
-            for slots, length in zip(meta.decode_slots.tolist(), meta.decode_context_lens.tolist()):
+        for group in meta.decodes:
+            for slots, length in zip(group.slots().tolist(), group.context_lens.tolist()):
                 out.append(self._hidden(self._context(slots[:length]))[-1:])
         return torch.cat(out)
 

@@ -21,7 +21,7 @@ from torch.testing import assert_close
 from transformers import AutoModelForCausalLM
 
 from llmos.errors import InvalidModelFile, UnsupportedArchitecture
-from llmos.layers.attention import AttentionMetadata, PagedAttention, PrefillChunk, single_sequence_metadata
+from llmos.layers.attention import AttentionMetadata, DecodeGroup, PagedAttention, PrefillChunk, single_sequence_metadata
 from llmos.models.loader import load_model
 
 CPU = torch.device("cpu")
@@ -92,13 +92,14 @@ def test_decode_over_paged_cache_matches_one_prefill(model_dir: Path) -> None:
     model = load_model(model_dir, torch.float32, CPU)
     for layer in model.modules():
         if isinstance(layer, PagedAttention):
-            layer.k_cache = torch.zeros(32, layer.num_kv_heads, layer.head_dim)
-            layer.v_cache = torch.zeros(32, layer.num_kv_heads, layer.head_dim)
-    slots = torch.arange(14) + 5  # the sequence's cache slots need not start at 0
-    prefill = AttentionMetadata(slots[:13], [PrefillChunk(0, 13, 13, None)], num_prefill_tokens=13)
-    decode = AttentionMetadata(
-        slots[13:], [], num_prefill_tokens=0, decode_slots=slots[None], decode_context_lens=torch.tensor([14])
-    )
+            layer.k_cache = torch.zeros(layer.num_kv_heads, 32, layer.head_dim)
+            layer.v_cache = torch.zeros(layer.num_kv_heads, 32, layer.head_dim)
+    # blocks of 4 slots; the sequence uses blocks 3, 1, 6, 2 (its slots need not be contiguous)
+    table = torch.tensor([3, 1, 6, 2])
+    slots = (table[:, None] * 4 + torch.arange(4)).flatten()[:14]
+    prefill = AttentionMetadata(slots[:13], [PrefillChunk(0, 13, 13, None)], num_prefill_tokens=13, block_size=4)
+    group = DecodeGroup(0, block_tables=table[None], context_lens=torch.tensor([14]), block_size=4)
+    decode = AttentionMetadata(slots[13:], [], num_prefill_tokens=0, block_size=4, decodes=[group])
     with torch.no_grad():
         model(ids[:13], torch.arange(13), prefill)
         last = model.compute_logits(model(ids[13:], torch.tensor([13]), decode))
