@@ -97,6 +97,9 @@ def test_bench_command_prints_the_table_and_ratios(
     report: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(bench, "run_benchmark", lambda options, settings: report)
+    from llmos.cli.console import console
+
+    monkeypatch.setattr(console, "width", 200)  # the console's width is fixed when it is created
     app = typer.Typer()
     bench.register(app)
     app.command("noop")(lambda: None)  # a second command keeps Typer from collapsing to one
