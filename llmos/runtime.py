@@ -80,15 +80,19 @@ def load_runtime(ref: str | Path, settings: Settings, *, verify: bool = True) ->
         dtype=resolve_dtype(settings.dtype, device),
         device=device,
     )
-    try:
-        engine = Engine.from_model_dir(path, engine_config)
-    except UnsupportedArchitecture as exc:
-        from llmos.models.hf_fallback import load_fallback_model
 
-        logger.warning("%s; using the transformers fallback (slower)", exc)
-        model = load_fallback_model(path, engine_config.dtype, engine_config.device, settings.trust_remote_code)
-        engine = Engine(model, engine_config, getattr(model, "vocab_size", None))
+    def build_engine() -> Engine:
+        try:
+            return Engine.from_model_dir(path, engine_config)
+        except UnsupportedArchitecture as exc:
+            from llmos.models.hf_fallback import load_fallback_model
+
+            logger.warning("%s; using the transformers fallback (slower)", exc)
+            model = load_fallback_model(path, engine_config.dtype, engine_config.device, settings.trust_remote_code)
+            return Engine(model, engine_config, getattr(model, "vocab_size", None))
+
     tokenizer = TextTokenizer.from_dir(path)
+    engine = AsyncEngine(build_engine, tokenizer, tokenizer.eos_token_ids)
     seconds = time.perf_counter() - start
     logger.info("loaded %s in %.1fs (%s, %s)", name, seconds, engine_config.dtype, engine_config.device)
     return ModelRuntime(
@@ -96,7 +100,7 @@ def load_runtime(ref: str | Path, settings: Settings, *, verify: bool = True) ->
         path=path,
         manifest=manifest,
         tokenizer=tokenizer,
-        engine=AsyncEngine(engine, tokenizer, tokenizer.eos_token_ids),
+        engine=engine,
         max_model_len=engine_config.max_model_len,
         load_seconds=seconds,
     )

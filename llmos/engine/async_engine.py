@@ -59,8 +59,20 @@ def _failed(request_id: str, num_prompt_tokens: int, message: str) -> RequestOut
 
 
 class AsyncEngine:
-    def __init__(self, engine: Engine, tokenizer: Tokenizer, eos_token_ids: frozenset[int] = frozenset()):
-        self.engine = engine
+    def __init__(
+        self,
+        engine: Engine | Callable[[], Engine],
+        tokenizer: Tokenizer,
+        eos_token_ids: frozenset[int] = frozenset(),
+    ):
+        """``engine`` may be a factory, which then runs on the loop thread (preferred: see ``_run``).
+
+        Raises whatever the factory raises.
+        """
+        self._build = engine if not isinstance(engine, Engine) else (lambda: engine)
+        self.engine: Engine
+        self._started = threading.Event()
+        self._build_error: BaseException | None = None
         self.tokenizer = tokenizer
         self.eos_token_ids = eos_token_ids
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -70,6 +82,9 @@ class AsyncEngine:
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="llmos-engine", daemon=True)
         self._thread.start()
+        self._started.wait()
+        if self._build_error is not None:
+            raise self._build_error
 
     @property
     def is_healthy(self) -> bool:
@@ -80,6 +95,17 @@ class AsyncEngine:
 
     # --- the loop thread -------------------------------------------------------------------
     def _run(self) -> None:
+        # All torch work (loading included) happens on this one thread. Torch's OpenMP pools are
+        # per calling thread; a second busy pool (say, the main thread's, left by loading the
+        # weights) puts more spinning threads than cores and halves decode speed on small CPUs.
+        try:
+            self.engine = self._build()
+        except BaseException as exc:
+            self._build_error = exc
+            self._stopped = True
+            return
+        finally:
+            self._started.set()
         while not self._stopped:
             self._wakeup.clear()
             while not self._commands.empty():

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from llmos.layers.attention import AttentionMetadata, PagedAttention
-from llmos.layers.linear import MergedLinear
+from llmos.layers.linear import Linear, MergedLinear
 from llmos.layers.norm import GemmaRMSNorm
 from llmos.layers.rotary import RotaryEmbedding, apply_rotary, rope_parameters
 from llmos.models.llama import GatedMLP, LlamaForCausalLM, head_dim_of, sliding_windows
@@ -29,7 +29,7 @@ class Gemma3Attention(nn.Module):
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         bias = config.attention_bias
         self.qkv_proj = MergedLinear(config.hidden_size, [q_size, kv_size, kv_size], bias=bias)
-        self.o_proj = nn.Linear(q_size, config.hidden_size, bias=bias)
+        self.o_proj = Linear(q_size, config.hidden_size, bias=bias)
         self.q_norm = GemmaRMSNorm(self.head_dim, config.rms_norm_eps)
         self.k_norm = GemmaRMSNorm(self.head_dim, config.rms_norm_eps)
         scale = config.query_pre_attn_scalar**-0.5

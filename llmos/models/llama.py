@@ -18,7 +18,7 @@ from transformers.activations import ACT2FN
 
 from llmos.errors import InvalidModelFile
 from llmos.layers.attention import AttentionMetadata, PagedAttention
-from llmos.layers.linear import MergedLinear
+from llmos.layers.linear import Linear, MergedLinear, pack_linears, pack_weight, packed_linear
 from llmos.layers.norm import RMSNorm
 from llmos.layers.rotary import RotaryEmbedding, apply_rotary, rope_parameters
 
@@ -50,7 +50,7 @@ class LlamaAttention(nn.Module):
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         qkv_bias = bias or config.model_type == "qwen2"  # Qwen2: biases on q/k/v, none on o
         self.qkv_proj = MergedLinear(config.hidden_size, [q_size, kv_size, kv_size], bias=qkv_bias)
-        self.o_proj = nn.Linear(q_size, config.hidden_size, bias=bias)
+        self.o_proj = Linear(q_size, config.hidden_size, bias=bias)
         scale = self.head_dim**-0.5
         self.attn = PagedAttention(self.num_heads, self.num_kv_heads, self.head_dim, scale, sliding_window)
 
@@ -68,7 +68,7 @@ class GatedMLP(nn.Module):
     def __init__(self, hidden_size: int, intermediate_size: int, activation: str, bias: bool = False):
         super().__init__()
         self.gate_up_proj = MergedLinear(hidden_size, [intermediate_size] * 2, bias=bias)
-        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=bias)
+        self.down_proj = Linear(intermediate_size, hidden_size, bias=bias)
         self.act_fn = ACT2FN[activation]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -123,7 +123,8 @@ class LlamaForCausalLM(nn.Module):
         self.final_logit_softcapping = getattr(config, "final_logit_softcapping", None)
         self.model: Any = self.model_class(config)  # LlamaModel or a family's equivalent
         self.is_tied = bool(getattr(config, "tie_word_embeddings", False))
-        self.lm_head = None if self.is_tied else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = None if self.is_tied else Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.packed_embeddings: Tensor | None = None
 
     def forward(self, input_ids: Tensor, positions: Tensor, meta: AttentionMetadata) -> Tensor:
         """input_ids, positions: [T] (flat batch) → final-normed hidden states [T, hidden_size]."""
@@ -131,12 +132,23 @@ class LlamaForCausalLM(nn.Module):
 
     def compute_logits(self, hidden: Tensor) -> Tensor:
         """hidden: [S, hidden_size] → float32 logits [S, vocab_size] (softcapped where configured)."""
-        weight = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
-        logits = F.linear(hidden, weight).float()
+        if self.lm_head is not None:
+            logits = self.lm_head(hidden).float()
+        elif self.packed_embeddings is not None:
+            logits = packed_linear(hidden, self.packed_embeddings).float()
+        else:
+            logits = F.linear(hidden, self.model.embed_tokens.weight).float()
         if self.final_logit_softcapping is not None:
             cap = self.final_logit_softcapping
             logits = torch.tanh(logits / cap) * cap
         return logits
+
+    def pack_for_cpu(self) -> None:
+        """Switch every projection to oneDNN-packed weights (bf16 on CPU; see ``layers.linear``).
+        Tied embeddings keep their plain copy for the lookup and get a packed one for the logits."""
+        pack_linears(self)
+        if self.lm_head is None:
+            self.packed_embeddings = pack_weight(self.model.embed_tokens.weight)
 
     def load_weights(self, weights: Iterable[tuple[str, Tensor]]) -> None:
         """Copy HF-named tensors into place; raises InvalidModelFile on a missing or mismatched one."""

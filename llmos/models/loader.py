@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from transformers import AutoConfig, PretrainedConfig
 
 from llmos.errors import InvalidModelFile, UnsupportedArchitecture
+from llmos.layers.linear import can_pack
 from llmos.models import MODEL_CLASSES, MODEL_TYPES, native_model_class
 
 
@@ -36,6 +37,8 @@ def load_model(model_dir: Path, dtype: torch.dtype, device: torch.device) -> nn.
     # cast while still on meta (free), then allocate: the weights never exist in float32 first
     model = model.to(dtype).to_empty(device=device)
     model.load_weights(_read_safetensors(model_dir, device))
+    if can_pack(dtype, device):
+        model.pack_for_cpu()
     return model.eval()
 
 

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from transformers import AutoModelForCausalLM
 
 from llmos.errors import InvalidModelFile, UnsupportedArchitecture
 from llmos.layers.attention import AttentionMetadata, DecodeGroup, PagedAttention, PrefillChunk, single_sequence_metadata
+from llmos.layers.linear import Linear, can_pack
 from llmos.models.loader import load_model
 
 CPU = torch.device("cpu")
@@ -145,3 +147,16 @@ def test_mis_shaped_tensor_raises_invalid_model_file_naming_it(tmp_path: Path) -
     save_file(tensors, model_dir / "model.safetensors")
     with pytest.raises(InvalidModelFile, match=r"model\.layers\.0\.self_attn\.k_proj\.bias"):
         load_model(model_dir, torch.float32, CPU)
+
+
+@pytest.mark.skipif(not can_pack(torch.bfloat16, CPU), reason="this torch build has no oneDNN (mkldnn) CPU kernels")
+@pytest.mark.parametrize("builder", [build_tiny_llama, build_tiny_qwen2])
+def test_onednn_packed_bf16_weights_give_the_same_logits(builder: Callable[[Path], Path], tmp_path: Path) -> None:
+    model_dir = builder(tmp_path)
+    ids = random_ids(20, seed=6)
+    packed = load_model(model_dir, torch.bfloat16, CPU)  # the loader packs bf16 CPU models
+    assert any(m.packed is not None for m in packed.modules() if isinstance(m, Linear))
+    with mock.patch("llmos.models.loader.can_pack", return_value=False):
+        plain = load_model(model_dir, torch.bfloat16, CPU)
+    assert all(m.packed is None for m in plain.modules() if isinstance(m, Linear))
+    assert_close(native_logits(packed, ids), native_logits(plain, ids), atol=1e-2, rtol=1e-2)
