@@ -44,7 +44,9 @@ def _context_length(config: dict[str, Any]) -> int:
     return 2048
 
 
-def resolve_model_dir(ref: str | Path, settings: Settings, verify: bool = True) -> tuple[str, Path, dict[str, Any]]:
+def resolve_model_dir(
+    ref: str | Path, settings: Settings, verify: bool = True
+) -> tuple[str, Path, dict[str, Any]]:
     """(display name, folder, manifest) for a registry reference or a local folder path."""
     path = Path(ref).expanduser()
     if path.is_dir():
@@ -67,7 +69,8 @@ def load_runtime(ref: str | Path, settings: Settings, *, verify: bool = True) ->
         raise InvalidModelFile(f"{name} has no config.json; it is not a Hugging Face model folder.")
     if manifest.get("kind") == "embedding":
         raise UnsupportedArchitecture(
-            f"{name} is an embedding model; it cannot generate text. Use a chat or base model such as smollm2."
+            f"{name} is an embedding model; it cannot generate text. "
+            "Use a chat or base model such as smollm2."
         )
     hf_config = json.loads(config_file.read_text())
     context = _context_length(hf_config)
@@ -88,7 +91,9 @@ def load_runtime(ref: str | Path, settings: Settings, *, verify: bool = True) ->
             from llmos.models.hf_fallback import load_fallback_model
 
             logger.warning("%s; using the transformers fallback (slower)", exc)
-            model = load_fallback_model(path, engine_config.dtype, engine_config.device, settings.trust_remote_code)
+            model = load_fallback_model(
+                path, engine_config.dtype, engine_config.device, settings.trust_remote_code
+            )
             return Engine(model, engine_config, getattr(model, "vocab_size", None))
 
     tokenizer = TextTokenizer.from_dir(path)

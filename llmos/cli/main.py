@@ -58,7 +58,9 @@ def run(
         try:
             options = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
             has_template = m.runtime.tokenizer.chat_template is not None
-            pieces = m.stream(prompt, **options) if raw or not has_template else m.stream_chat(prompt, **options)
+            pieces = (
+                m.stream(prompt, **options) if raw or not has_template else m.stream_chat(prompt, **options)
+            )
             for piece in pieces:
                 console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
             console.print()
@@ -81,7 +83,9 @@ def chat(
     with cli_errors():
         m = llmos.load_model(model)
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
-    console.print(f"[dim]Chatting with {m.name}. /exit to quit, /clear to forget, Ctrl-C stops a reply.[/dim]")
+    console.print(
+        f"[dim]Chatting with {m.name}. /exit to quit, /clear to forget, Ctrl-C stops a reply.[/dim]"
+    )
     try:
         while True:
             try:
@@ -135,7 +139,9 @@ def serve(
             console.print(f"loading {ref} …")
             pool.load_sync(ref)
         app_ = create_app(settings, pool)
-        console.print(f"llmos {__version__} serving on http://{settings.host}:{settings.port}  (Ctrl-C stops)")
+        console.print(
+            f"llmos {__version__} serving on http://{settings.host}:{settings.port}  (Ctrl-C stops)"
+        )
         uvicorn.run(app_, host=settings.host, port=settings.port, log_level="warning")
 
 

@@ -163,7 +163,9 @@ class AsyncEngine:
             logger.exception("delivering output for %s failed", out.request_id)
 
     # --- callers' side ---------------------------------------------------------------------
-    def _submit(self, prompt_token_ids: list[int], params: SamplingParams, request_id: str | None, sink: Sink) -> str:
+    def _submit(
+        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str | None, sink: Sink
+    ) -> str:
         if self._stopped or not self._thread.is_alive():
             raise EngineDead("The engine has stopped; restart the model.")
         self.engine.check_request(prompt_token_ids, params)

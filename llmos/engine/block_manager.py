@@ -56,7 +56,11 @@ class BlockManager:
         bs = self.block_size
         hashes = request.block_hashes
         for i in range(len(hashes), request.num_tokens // bs):
-            hashes.append(chain_hash(hashes[-1] if hashes else None, tuple(request.all_token_ids[i * bs : (i + 1) * bs])))
+            hashes.append(
+                chain_hash(
+                    hashes[-1] if hashes else None, tuple(request.all_token_ids[i * bs : (i + 1) * bs])
+                )
+            )
 
     def find_cached_blocks(self, request: Request) -> list[int]:
         """Ids of the cached blocks that hold a prefix of the request's tokens (not yet referenced).
@@ -85,7 +89,9 @@ class BlockManager:
         """
         num_cached_tokens = len(cached_block_ids) * self.block_size
         num_needed_tokens = request.num_computed_tokens + num_cached_tokens + num_new_tokens
-        num_new_blocks = self.num_blocks_for(num_needed_tokens) - len(request.block_table) - len(cached_block_ids)
+        num_new_blocks = (
+            self.num_blocks_for(num_needed_tokens) - len(request.block_table) - len(cached_block_ids)
+        )
         num_revived = sum(1 for b in cached_block_ids if self.blocks[b].ref_count == 0)
         if num_new_blocks > self.num_free_blocks - num_revived:
             return False

@@ -29,12 +29,20 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.bfloat16 if has_fast_bf16_cpu() else torch.float32
-    dtypes = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-              "float16": torch.float16, "fp16": torch.float16}
+    dtypes = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if name not in dtypes:
         from llmos.errors import InvalidRequest
 
-        raise InvalidRequest(f"dtype={name!r} is not one of auto, {', '.join(sorted(dtypes))}.", param="dtype")
+        raise InvalidRequest(
+            f"dtype={name!r} is not one of auto, {', '.join(sorted(dtypes))}.", param="dtype"
+        )
     return dtypes[name]
 
 

@@ -39,7 +39,9 @@ class Engine:
     def __init__(self, model: nn.Module, config: EngineConfig, vocab_size: int | None = None):
         self.config = config
         self.runner = ModelRunner(model, config)
-        self.block_manager = BlockManager(self.runner.num_blocks, config.block_size, config.enable_prefix_caching)
+        self.block_manager = BlockManager(
+            self.runner.num_blocks, config.block_size, config.enable_prefix_caching
+        )
         self.scheduler = Scheduler(config, self.block_manager)
         self.vocab_size = vocab_size
         self._ids = itertools.count()
@@ -132,12 +134,18 @@ class Engine:
             num_running=len(self.scheduler.running),
             num_waiting=len(self.scheduler.waiting),
             kv_cache_usage=bm.usage,
-            prefix_cache_hit_rate=bm.num_prefix_hits / bm.num_prefix_queries if bm.num_prefix_queries else 0.0,
+            prefix_cache_hit_rate=bm.num_prefix_hits / bm.num_prefix_queries
+            if bm.num_prefix_queries
+            else 0.0,
             num_preemptions=self.scheduler.num_preemptions,
         )
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams],
-                 eos_token_ids: frozenset[int] = frozenset()) -> list[list[int]]:
+    def generate(
+        self,
+        prompts: list[list[int]],
+        params: SamplingParams | list[SamplingParams],
+        eos_token_ids: frozenset[int] = frozenset(),
+    ) -> list[list[int]]:
         """Run prompts to completion together (offline batch); returns output token ids per prompt."""
         params_list = params if isinstance(params, list) else [params] * len(prompts)
         ids = [self.add_request(p, sp, eos_token_ids=eos_token_ids) for p, sp in zip(prompts, params_list)]

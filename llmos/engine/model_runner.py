@@ -101,15 +101,18 @@ class ModelRunner:
     def _slots_at(self, requests: list[Request]) -> Tensor:
         """The cache slot of each request's next token (at position num_computed_tokens)."""
         bs = self.block_size
-        return torch.tensor([r.block_table[r.num_computed_tokens // bs] * bs + r.num_computed_tokens % bs
-                             for r in requests])
+        return torch.tensor(
+            [r.block_table[r.num_computed_tokens // bs] * bs + r.num_computed_tokens % bs for r in requests]
+        )
 
     def _slots(self, block_table: list[int], start: int, end: int) -> Tensor:
         positions = torch.arange(start, end)
         table = torch.tensor(block_table, dtype=torch.long)
         return table[positions // self.block_size] * self.block_size + positions % self.block_size
 
-    def prepare(self, sched: SchedulerOutput) -> tuple[Tensor, Tensor, AttentionMetadata, list[ScheduledRequest]]:
+    def prepare(
+        self, sched: SchedulerOutput
+    ) -> tuple[Tensor, Tensor, AttentionMetadata, list[ScheduledRequest]]:
         """Flat input ids, positions, attention metadata, and the items in flat-batch order."""
         prefills = [s for s in sched.scheduled if s.num_new_tokens > 1]
         decodes = [s for s in sched.scheduled if s.num_new_tokens == 1]
@@ -125,7 +128,9 @@ class ModelRunner:
             slots = self._slots(req.block_table, 0, end)
             slot_mapping.append(slots[start:])
             n = len(input_ids)
-            chunks.append(PrefillChunk(n - s.num_new_tokens, n, end, slots.to(self.device) if start else None))
+            chunks.append(
+                PrefillChunk(n - s.num_new_tokens, n, end, slots.to(self.device) if start else None)
+            )
         num_prefill_tokens = len(input_ids)
         meta = AttentionMetadata(torch.empty(0), chunks, num_prefill_tokens, block_size=self.block_size)
         if decodes:
@@ -174,8 +179,14 @@ class ModelRunner:
     def _sampling_batch(items: list[ScheduledRequest]) -> SamplingBatch:
         params = [s.request.params for s in items]
         penalties = [
-            Penalty(row, s.request.prompt_token_ids, s.request.output_token_ids, p.repetition_penalty,
-                    p.presence_penalty, p.frequency_penalty)
+            Penalty(
+                row,
+                s.request.prompt_token_ids,
+                s.request.output_token_ids,
+                p.repetition_penalty,
+                p.presence_penalty,
+                p.frequency_penalty,
+            )
             for row, (s, p) in enumerate(zip(items, params))
             if p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty
         ]

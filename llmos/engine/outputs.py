@@ -101,7 +101,9 @@ class Completion:
     @classmethod
     def merge(cls, outputs: list[RequestOutput]) -> Completion:
         last = outputs[-1]
-        logprobs = [lp for o in outputs for lp in (o.logprobs or [])] if any(o.logprobs for o in outputs) else None
+        logprobs = (
+            [lp for o in outputs for lp in (o.logprobs or [])] if any(o.logprobs for o in outputs) else None
+        )
         return cls(
             request_id=last.request_id,
             text="".join(o.text for o in outputs),

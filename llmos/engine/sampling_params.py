@@ -71,7 +71,8 @@ class SamplingParams:
                 raise InvalidRequest(f"{name}={getattr(self, name)!r} is invalid: {rule}.", param=name)
         if self.max_tokens is not None and self.min_tokens > self.max_tokens:
             raise InvalidRequest(
-                f"min_tokens={self.min_tokens} is larger than max_tokens={self.max_tokens}.", param="min_tokens"
+                f"min_tokens={self.min_tokens} is larger than max_tokens={self.max_tokens}.",
+                param="min_tokens",
             )
 
     @property

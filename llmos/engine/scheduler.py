@@ -54,7 +54,9 @@ class Scheduler:
             return out
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             request = self.waiting[0]
-            cached = self.block_manager.find_cached_blocks(request) if request.num_computed_tokens == 0 else []
+            cached = (
+                self.block_manager.find_cached_blocks(request) if request.num_computed_tokens == 0 else []
+            )
             num_new = min(request.num_tokens - len(cached) * self.block_manager.block_size, budget)
             if not self.block_manager.allocate(request, num_new, cached):
                 break

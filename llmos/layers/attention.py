@@ -114,7 +114,9 @@ class PagedAttention(nn.Module):
     with one ``index_select`` of whole blocks (contiguous ``block_size x head_dim`` runs).
     """
 
-    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float, sliding_window: int = 0):
+    def __init__(
+        self, num_heads: int, num_kv_heads: int, head_dim: int, scale: float, sliding_window: int = 0
+    ):
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
@@ -148,7 +150,12 @@ class PagedAttention(nn.Module):
             vi = self.v_cache.index_select(1, chunk.slots).unsqueeze(0)
         mask = meta.prefill_mask(i, self.sliding_window)
         oi = F.scaled_dot_product_attention(
-            qi, ki, vi, attn_mask=mask, is_causal=mask is None, scale=self.scale,
+            qi,
+            ki,
+            vi,
+            attn_mask=mask,
+            is_causal=mask is None,
+            scale=self.scale,
             enable_gqa=self.num_heads != self.num_kv_heads,
         )
         return oi.squeeze(0).transpose(0, 1)
@@ -165,7 +172,9 @@ class PagedAttention(nn.Module):
         kd = self.k_cache.view(-1, bs, d).index_select(0, index).view(shape).transpose(0, 1)
         vd = self.v_cache.view(-1, bs, d).index_select(0, index).view(shape).transpose(0, 1)
         qd = q.view(num_seqs, kv, self.num_heads // kv, d)
-        out = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=group.mask(self.sliding_window), scale=self.scale)
+        out = F.scaled_dot_product_attention(
+            qd, kd, vd, attn_mask=group.mask(self.sliding_window), scale=self.scale
+        )
         return out.reshape(num_seqs, self.num_heads, d)
 
 

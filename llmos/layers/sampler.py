@@ -48,7 +48,9 @@ def apply_penalties(logits: Tensor, penalties: list[Penalty]) -> None:
     for p in penalties:
         row = logits[p.row]
         if p.repetition != 1.0:
-            seen = torch.tensor(sorted(set(p.prompt_ids) | set(p.output_ids)), device=logits.device, dtype=torch.long)
+            seen = torch.tensor(
+                sorted(set(p.prompt_ids) | set(p.output_ids)), device=logits.device, dtype=torch.long
+            )
             seen = seen[seen < vocab_size]
             vals = row[seen]
             row[seen] = torch.where(vals > 0, vals / p.repetition, vals * p.repetition)

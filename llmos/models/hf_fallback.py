@@ -63,15 +63,20 @@ def _architecture(model_dir: Path) -> str:
     return (config.get("architectures") or [config.get("model_type", "unknown architecture")])[0]
 
 
-def load_fallback_model(model_dir: Path, dtype: torch.dtype, device: torch.device, trust_remote_code: bool = False
-                        ) -> TransformersCausalLM:
+def load_fallback_model(
+    model_dir: Path, dtype: torch.dtype, device: torch.device, trust_remote_code: bool = False
+) -> TransformersCausalLM:
     """Load ``model_dir`` with transformers (safetensors only unless the folder has nothing else)."""
     from transformers import AutoModelForCausalLM
 
     try:
-        hf = AutoModelForCausalLM.from_pretrained(
-            str(model_dir), dtype=dtype, local_files_only=True, trust_remote_code=trust_remote_code,
+        hf, info = AutoModelForCausalLM.from_pretrained(
+            str(model_dir),
+            dtype=dtype,
+            local_files_only=True,
+            trust_remote_code=trust_remote_code,
             use_safetensors=True,
+            output_loading_info=True,
         )
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
@@ -82,4 +87,11 @@ def load_fallback_model(model_dir: Path, dtype: torch.dtype, device: torch.devic
         raise InvalidModelFile(f"transformers cannot load {model_dir.name}: {exc}") from exc
     except (OSError, KeyError) as exc:
         raise InvalidModelFile(f"transformers cannot load {model_dir.name}: {exc}") from exc
+    missing = info.get("missing_keys") or []
+    if missing:  # e.g. a bare encoder mapped onto an LM class with a freshly initialised head
+        raise UnsupportedArchitecture(
+            f"{model_dir.name} ({_architecture(model_dir)}) has no weights for {len(missing)} tensors "
+            f"a causal language model needs (such as {sorted(missing)[0]!r}); "
+            "it cannot be used for text generation."
+        )
     return TransformersCausalLM(hf.to(device))

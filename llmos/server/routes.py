@@ -32,7 +32,9 @@ def _pool(request: Request) -> ModelPool:
 
 
 def _error_event(message: str) -> str:
-    return sse({"error": {"message": message, "type": "server_error", "param": None, "code": "generation_failed"}})
+    return sse(
+        {"error": {"message": message, "type": "server_error", "param": None, "code": "generation_failed"}}
+    )
 
 
 @router.get("/health")
@@ -79,15 +81,21 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
         }
         for i, c in enumerate(completions)
     ]
-    return JSONResponse({**base("chat.completion", body.model), "choices": choices, "usage": usage(completions)})
+    return JSONResponse(
+        {**base("chat.completion", body.model), "choices": choices, "usage": usage(completions)}
+    )
 
 
-async def _chat_chunks(runtime: ModelRuntime, body: ChatCompletionRequest, generation: Generation) -> AsyncIterator[str]:
+async def _chat_chunks(
+    runtime: ModelRuntime, body: ChatCompletionRequest, generation: Generation
+) -> AsyncIterator[str]:
     head = base("chat.completion.chunk", body.model)
     finals: dict[int, Completion] = {}
     for i in range(body.n):
         delta = {"role": "assistant", "content": ""}
-        yield sse({**head, "choices": [{"index": i, "delta": delta, "logprobs": None, "finish_reason": None}]})
+        yield sse(
+            {**head, "choices": [{"index": i, "delta": delta, "logprobs": None, "finish_reason": None}]}
+        )
     async for index, out in generation.stream():
         if out.finish_reason == "error":
             yield _error_event(out.error or "generation failed")
@@ -143,7 +151,12 @@ async def _completion_chunks(
         if body.echo:
             for i in range(body.n):
                 text = runtime.tokenizer.decode(generation.prompt_ids)
-                choice = {"index": g_index * body.n + i, "text": text, "logprobs": None, "finish_reason": None}
+                choice = {
+                    "index": g_index * body.n + i,
+                    "text": text,
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
                 yield sse({**head, "choices": [choice]})
         prompt_tokens += len(generation.prompt_ids)
         async for index, out in generation.stream():
@@ -162,7 +175,11 @@ async def _completion_chunks(
                 completion_tokens += out.num_output_tokens
     if body.stream_options and body.stream_options.include_usage:
         total = prompt_tokens + completion_tokens
-        counts = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": total}
+        counts = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": total,
+        }
         yield sse({**head, "choices": [], "usage": counts})
     yield sse("[DONE]")
 

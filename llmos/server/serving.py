@@ -40,12 +40,15 @@ def chat_logprobs(tokenizer: TextTokenizer, logprobs: list[TokenLogprob] | None)
 
     return {
         "content": [
-            {**entry(lp.token_id, lp.logprob), "top_logprobs": [entry(t, v) for t, v in lp.top]} for lp in logprobs
+            {**entry(lp.token_id, lp.logprob), "top_logprobs": [entry(t, v) for t, v in lp.top]}
+            for lp in logprobs
         ]
     }
 
 
-def completion_logprobs(tokenizer: TextTokenizer, logprobs: list[TokenLogprob] | None, offset: int = 0) -> dict | None:
+def completion_logprobs(
+    tokenizer: TextTokenizer, logprobs: list[TokenLogprob] | None, offset: int = 0
+) -> dict | None:
     if logprobs is None:
         return None
     tokens = [_token_text(tokenizer, lp.token_id) for lp in logprobs]
@@ -69,8 +72,14 @@ def finish_reason(reason: str | None) -> str | None:
 class Generation:
     """One API call: n engine requests for one prompt, run together."""
 
-    def __init__(self, runtime: ModelRuntime, prompt_ids: list[int], body: SamplingFields, max_tokens: int | None,
-                 logprobs: int | None):
+    def __init__(
+        self,
+        runtime: ModelRuntime,
+        prompt_ids: list[int],
+        body: SamplingFields,
+        max_tokens: int | None,
+        logprobs: int | None,
+    ):
         self.runtime = runtime
         self.prompt_ids = prompt_ids
         self.params = [body.sampling_params(max_tokens, logprobs, i) for i in range(body.n)]

@@ -94,7 +94,11 @@ def test_malformed_body_is_400_not_500(live_server: str) -> None:
     r = httpx.post(f"{live_server}/v1/chat/completions", json={"model": "smollm2", "messages": 5})
     assert r.status_code == 400
     assert r.json()["error"]["type"] == "invalid_request_error"
-    r = httpx.post(f"{live_server}/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+    r = httpx.post(
+        f"{live_server}/v1/chat/completions",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 400
 
 

@@ -44,7 +44,12 @@ def test_greedy_batch_is_token_identical_to_transformers(name: str, real_home: P
     for prompt, got in zip(prompts, ours):
         ids = torch.tensor([prompt])
         with torch.inference_mode():
-            out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=32, do_sample=False,
-                              eos_token_id=sorted(tokenizer.eos_token_ids))
-        expected = out[0, len(prompt):].tolist()
+            out = hf.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=32,
+                do_sample=False,
+                eos_token_id=sorted(tokenizer.eos_token_ids),
+            )
+        expected = out[0, len(prompt) :].tolist()
         assert got == expected, f"{name}: {tokenizer.decode(got)!r} != {tokenizer.decode(expected)!r}"

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_detokenizer import build_byte_bpe_tokenizer
-from tiny_models import build_tiny_llama
+from tiny_models import build_byte_bpe_tokenizer, build_tiny_llama
 from transformers import PreTrainedTokenizerFast
 
 from llmos.engine.async_engine import AsyncEngine

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from test_registry import _build_tiny_folder  # tests/unit is on sys.path (rootdir import mode)
+from tiny_models import build_tiny_chat_folder
 from typer.testing import CliRunner
 
 from llmos.cli.models import register
@@ -18,7 +18,7 @@ from llmos.registry import Registry
 
 @pytest.fixture(scope="module")
 def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build_tiny_folder(tmp_path_factory.mktemp("tiny") / "model")
+    return build_tiny_chat_folder(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture

@@ -4,34 +4,14 @@ characters, stop strings."""
 from __future__ import annotations
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tiny_models import build_byte_bpe_tokenizer
 from transformers import PreTrainedTokenizerFast
 
 from llmos.engine.detokenizer import Detokenizer
 from llmos.engine.sampling_params import SamplingParams
 
-TRAINING_TEXT = [
-    "Hello world, hello there! The café serves crème brûlée.",
-    "你好，世界。你好吗？ Smile 🙂 and wave 🙂",
-    "Stop right there; the story ends here.",
-]
 # ü, 😀, 日本 and ñ never occur in the training text: they are split into single-byte tokens
 STREAMED_TEXT = "Hello wörld! 你好 🙂 café, ü 😀 日本 and señor — the end."
-
-
-def build_byte_bpe_tokenizer(vocab_size: int = 320) -> PreTrainedTokenizerFast:
-    """A tiny byte-level BPE (GPT-2 style) trained on a few sentences; ids 0-2 are <pad>, <s>, </s>."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=["<pad>", "<s>", "</s>"],
-        show_progress=False,
-    )
-    tok.train_from_iterator(TRAINING_TEXT * 10, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,13 @@ from torch.testing import assert_close
 from transformers import AutoModelForCausalLM
 
 from llmos.errors import InvalidModelFile, UnsupportedArchitecture
-from llmos.layers.attention import AttentionMetadata, DecodeGroup, PagedAttention, PrefillChunk, single_sequence_metadata
+from llmos.layers.attention import (
+    AttentionMetadata,
+    DecodeGroup,
+    PagedAttention,
+    PrefillChunk,
+    single_sequence_metadata,
+)
 from llmos.layers.linear import Linear, can_pack
 from llmos.models.loader import load_model
 
@@ -99,7 +105,9 @@ def test_decode_over_paged_cache_matches_one_prefill(model_dir: Path) -> None:
     # blocks of 4 slots; the sequence uses blocks 3, 1, 6, 2 (its slots need not be contiguous)
     table = torch.tensor([3, 1, 6, 2])
     slots = (table[:, None] * 4 + torch.arange(4)).flatten()[:14]
-    prefill = AttentionMetadata(slots[:13], [PrefillChunk(0, 13, 13, None)], num_prefill_tokens=13, block_size=4)
+    prefill = AttentionMetadata(
+        slots[:13], [PrefillChunk(0, 13, 13, None)], num_prefill_tokens=13, block_size=4
+    )
     group = DecodeGroup(0, block_tables=table[None], context_lens=torch.tensor([14]), block_size=4)
     decode = AttentionMetadata(slots[13:], [], num_prefill_tokens=0, block_size=4, decodes=[group])
     with torch.no_grad():
@@ -149,9 +157,13 @@ def test_mis_shaped_tensor_raises_invalid_model_file_naming_it(tmp_path: Path) -
         load_model(model_dir, torch.float32, CPU)
 
 
-@pytest.mark.skipif(not can_pack(torch.bfloat16, CPU), reason="this torch build has no oneDNN (mkldnn) CPU kernels")
+@pytest.mark.skipif(
+    not can_pack(torch.bfloat16, CPU), reason="this torch build has no oneDNN (mkldnn) CPU kernels"
+)
 @pytest.mark.parametrize("builder", [build_tiny_llama, build_tiny_qwen2])
-def test_onednn_packed_bf16_weights_give_the_same_logits(builder: Callable[[Path], Path], tmp_path: Path) -> None:
+def test_onednn_packed_bf16_weights_give_the_same_logits(
+    builder: Callable[[Path], Path], tmp_path: Path
+) -> None:
     model_dir = builder(tmp_path)
     ids = random_ids(20, seed=6)
     packed = load_model(model_dir, torch.bfloat16, CPU)  # the loader packs bf16 CPU models

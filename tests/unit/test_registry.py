@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_models import build_tiny_chat_folder
 
 from llmos.config import Settings
 from llmos.errors import CorruptArtifact, InvalidModelFile, InvalidModelName, ModelNotFound
@@ -20,33 +21,9 @@ from llmos.registry.faults import CRASH_POINT_ENV, CRASH_POINTS
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _build_tiny_folder(path: Path) -> Path:
-    """A 2-layer random llama + a WordLevel tokenizer with a chat template, saved HF-style."""
-    import transformers
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    config = transformers.LlamaConfig(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        intermediate_size=128, vocab_size=256, max_position_embeddings=512, tie_word_embeddings=True,
-    )  # fmt: skip
-    transformers.LlamaForCausalLM(config).save_pretrained(path)
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(
-        ["the capital of france is paris", "hello world"],
-        trainers.WordLevelTrainer(special_tokens=["<unk>", "<s>", "</s>"]),
-    )
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
-    )
-    fast.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
-    fast.save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="session")
 def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build_tiny_folder(tmp_path_factory.mktemp("tiny") / "model")
+    return build_tiny_chat_folder(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     Gemma3ForCausalLM,
     Gemma3TextConfig,
@@ -18,6 +19,7 @@ from transformers import (
     MistralForCausalLM,
     PretrainedConfig,
     PreTrainedModel,
+    PreTrainedTokenizerFast,
     Qwen2Config,
     Qwen2ForCausalLM,
 )
@@ -86,3 +88,49 @@ def _build(model_class: type[PreTrainedModel], config: PretrainedConfig, path: P
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     return path
+
+
+def build_tiny_chat_folder(path: Path) -> Path:
+    """A 2-layer random llama + a WordLevel tokenizer with a chat template, saved HF-style."""
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    config = transformers.LlamaConfig(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=128, vocab_size=256, max_position_embeddings=512, tie_word_embeddings=True,
+    )  # fmt: skip
+    transformers.LlamaForCausalLM(config).save_pretrained(path)
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(
+        ["the capital of france is paris", "hello world"],
+        trainers.WordLevelTrainer(special_tokens=["<unk>", "<s>", "</s>"]),
+    )
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
+    fast.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    fast.save_pretrained(path)
+    return path
+
+
+TRAINING_TEXT = [
+    "Hello world, hello there! The café serves crème brûlée.",
+    "你好，世界。你好吗？ Smile 🙂 and wave 🙂",
+    "Stop right there; the story ends here.",
+]
+
+
+def build_byte_bpe_tokenizer(vocab_size: int = 320) -> PreTrainedTokenizerFast:
+    """A tiny byte-level BPE (GPT-2 style) trained on a few sentences; ids 0-2 are <pad>, <s>, </s>."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=["<pad>", "<s>", "</s>"],
+        show_progress=False,
+    )
+    tok.train_from_iterator(TRAINING_TEXT * 10, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
