@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 # Decoding sequences are sorted by context length and attended in groups of this many, so each
 # group gathers and attends little padding; fewer, larger groups mean fewer kernel launches.
-DECODE_GROUP_SIZE = 16
+DECODE_GROUP_SIZE = 8
 
 
 class ModelRunner:
