@@ -34,6 +34,7 @@ test: dev
 lint: dev
 	$(BIN)/ruff check llmos tests benchmarks
 	$(BIN)/ruff format --check llmos tests benchmarks
+	$(BIN)/mypy llmos
 
 bench: install
 	$(BIN)/python benchmarks/throughput.py

@@ -8,6 +8,7 @@ K/V go and which cache slots form each sequence's context.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -27,7 +28,7 @@ DECODE_GROUP_SIZE = 8
 
 class ModelRunner:
     def __init__(self, model: nn.Module, config: EngineConfig):
-        self.model = model.eval()
+        self.model: Any = model.eval()  # a native model or the fallback: the CausalLM interface
         self.config = config
         self.device = config.device
         self.block_size = config.block_size

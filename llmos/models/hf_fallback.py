@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +24,7 @@ class TransformersCausalLM(nn.Module):
     num_kv_heads = 1
     head_dim = 1
 
-    def __init__(self, hf_model: nn.Module):
+    def __init__(self, hf_model: Any):  # a transformers PreTrainedModel
         super().__init__()
         self.hf = hf_model.eval()
         self.base = hf_model.base_model
@@ -70,7 +71,7 @@ def load_fallback_model(
     from transformers import AutoModelForCausalLM
 
     try:
-        hf, info = AutoModelForCausalLM.from_pretrained(
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
             str(model_dir),
             dtype=dtype,
             local_files_only=True,
@@ -78,6 +79,7 @@ def load_fallback_model(
             use_safetensors=True,
             output_loading_info=True,
         )
+        hf, info = loaded
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
             raise UnsupportedArchitecture(

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmos.engine.outputs import Completion
+from llmos.errors import LLMOSError
 from llmos.runtime import ModelRuntime
 from llmos.server.model_pool import ModelPool
 from llmos.server.protocol import ChatCompletionRequest, CompletionRequest
@@ -122,7 +123,8 @@ async def completions(body: CompletionRequest, request: Request) -> JSONResponse
     generations = [Generation(runtime, p, body, body.max_tokens, body.logprobs) for p in prompts]
     if body.stream:
         return _stream(_completion_chunks(runtime, body, generations))
-    choices, all_completions = [], []
+    choices: list[dict[str, Any]] = []
+    all_completions: list[list[Completion]] = []
     for p, generation in zip(prompts, generations):
         results = await generation.collect()
         _raise_failed(results)
@@ -192,8 +194,6 @@ def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
 def _raise_failed(completions: list[Completion]) -> None:
     for c in completions:
         if c.finish_reason == "error":
-            from llmos.errors import LLMOSError
-
             raise LLMOSError(f"Generation failed: {c.error}")
 
 

@@ -64,11 +64,6 @@ def completion_logprobs(
     }
 
 
-def finish_reason(reason: str | None) -> str | None:
-    # "abort" and "error" are not OpenAI reasons; the route turns errors into error events.
-    return reason
-
-
 class Generation:
     """One API call: n engine requests for one prompt, run together."""
 
