@@ -10,10 +10,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmos.engine.outputs import Completion
-from llmos.errors import LLMOSError
+from llmos.errors import InvalidRequest, LLMOSError, ModelNotFound
 from llmos.runtime import ModelRuntime
 from llmos.server.model_pool import ModelPool
-from llmos.server.protocol import ChatCompletionRequest, CompletionRequest
+from llmos.server.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    TokenizeRequest,
+)
 from llmos.server.serving import (
     Generation,
     base,
@@ -61,6 +66,39 @@ async def list_models(request: Request) -> dict[str, Any]:
         "object": "list",
         "data": [{"id": n, "object": "model", "created": 0, "owned_by": "llmos"} for n in names],
     }
+
+
+@router.get("/v1/models/{model_id:path}")
+async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    listing = await list_models(request)
+    for entry in listing["data"]:
+        if entry["id"] == model_id:
+            return entry
+    if model_id in _pool(request).names:
+        return {"id": model_id, "object": "model", "created": 0, "owned_by": "llmos"}
+    raise ModelNotFound(f"model {model_id!r} not found; see GET /v1/models.", param="model")
+
+
+@router.post("/tokenize")
+async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
+    runtime = await _pool(request).get(body.model)
+    if (body.prompt is None) == (body.messages is None):
+        raise InvalidRequest("Give exactly one of prompt or messages.", param="prompt")
+    if body.messages is not None:
+        messages = [m.to_template() for m in body.messages]
+        tokens = runtime.tokenizer.encode_chat(messages, add_generation_prompt=body.add_generation_prompt)
+    else:
+        tokens = runtime.tokenizer.encode(body.prompt or "", add_special_tokens=body.add_special_tokens)
+    return {"tokens": tokens, "count": len(tokens), "max_model_len": runtime.max_model_len}
+
+
+@router.post("/detokenize")
+async def detokenize(body: DetokenizeRequest, request: Request) -> dict[str, Any]:
+    runtime = await _pool(request).get(body.model)
+    vocab_size = runtime.tokenizer.vocab_size
+    if any(not 0 <= t < vocab_size for t in body.tokens):
+        raise InvalidRequest(f"Token ids must be in [0, {vocab_size}).", param="tokens")
+    return {"prompt": runtime.tokenizer.decode(body.tokens, skip_special_tokens=False)}
 
 
 @router.post("/v1/chat/completions", response_model=None)

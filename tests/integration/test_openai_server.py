@@ -104,3 +104,32 @@ def test_malformed_body_is_400_not_500(live_server: str) -> None:
 
 def test_health(live_server: str) -> None:
     assert httpx.get(f"{live_server}/health").json() == {"status": "ok"}
+
+
+def test_get_model_by_id_and_404_for_unknown(live_server: str) -> None:
+    r = httpx.get(f"{live_server}/v1/models/smollm2-135m-instruct")
+    assert r.status_code == 200 and r.json()["id"] == "smollm2-135m-instruct"
+    r = httpx.get(f"{live_server}/v1/models/nope")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+
+
+def test_tokenize_and_detokenize_round_trip(live_server: str) -> None:
+    text = "The capital of France is Paris."
+    r = httpx.post(f"{live_server}/tokenize", json={"model": "smollm2", "prompt": text})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["count"] == len(body["tokens"]) > 3 and body["max_model_len"] == 8192
+    back = httpx.post(f"{live_server}/detokenize", json={"model": "smollm2", "tokens": body["tokens"]})
+    assert back.json()["prompt"] == text
+
+
+def test_tokenize_messages_counts_the_chat_prompt(live_server: str, client: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    r = httpx.post(f"{live_server}/tokenize", json={"model": "smollm2", "messages": messages})
+    reply = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=1, temperature=0)
+    assert r.json()["count"] == reply.usage.prompt_tokens
+
+
+def test_detokenize_rejects_out_of_vocabulary_ids(live_server: str) -> None:
+    r = httpx.post(f"{live_server}/detokenize", json={"model": "smollm2", "tokens": [10**9]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tokens"
