@@ -138,10 +138,9 @@ class AsyncEngine:
         finished = out.finish_reason is not None
         text, stop = stream.detokenizer.add(out.new_token_ids, finished)
         stream.finish_reason, stream.stop_reason = out.finish_reason, out.stop_reason
-        if stop is not None and not finished:
-            self.engine.abort(out.request_id)
-            stream.finish_reason, stream.stop_reason = "stop", stop
-        elif stop is not None:
+        if stop is not None:
+            if not finished:  # the engine would keep generating past the stop string
+                self.engine.abort(out.request_id)
             stream.finish_reason, stream.stop_reason = "stop", stop
         result = RequestOutput(
             request_id=out.request_id,

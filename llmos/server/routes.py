@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -30,6 +31,7 @@ from llmos.server.serving import (
     usage,
 )
 
+logger = logging.getLogger(__name__)
 router = APIRouter()
 
 
@@ -60,8 +62,8 @@ async def list_models(request: Request) -> dict[str, Any]:
         from llmos.registry import Registry
 
         names.update(dict.fromkeys(v.name for v in Registry(pool.settings).list()))
-    except Exception:  # the listing must work even if the store is unreadable
-        pass
+    except Exception:  # the listing of loaded models must work even if the store is unreadable
+        logger.exception("cannot list the registry's models")
     return {
         "object": "list",
         "data": [{"id": n, "object": "model", "created": 0, "owned_by": "llmos"} for n in names],
