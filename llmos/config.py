@@ -29,6 +29,19 @@ class Settings:
     kv_cache_memory_mb: int = 0  # 0: sized from max_num_seqs * max_model_len (capped)
     allow_pickle: bool = False
     trust_remote_code: bool = False
+    # --- serving (``llmos serve``) ---
+    api_keys: str = ""  # comma-separated; when set, every route but /health needs one
+    keep_alive: int = 300  # seconds an idle model stays loaded; -1 keeps it until stopped
+    max_loaded_models: int = 3
+    memory_budget_mb: int = 0  # 0: only max_loaded_models limits the pool
+    max_waiting_requests: int = 256  # per model, beyond the running batch; then 429
+    request_timeout: int = 600  # seconds before a request is aborted
+    max_request_bytes: int = 16 << 20  # bigger bodies get 413
+    drain_timeout: int = 30  # seconds SIGTERM waits for in-flight requests
+
+    @property
+    def api_key_list(self) -> list[str]:
+        return [k.strip() for k in self.api_keys.split(",") if k.strip()]
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

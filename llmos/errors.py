@@ -84,3 +84,46 @@ class EngineDead(LLMOSError):
     status_code = 503
     error_type = "server_error"
     code = "engine_dead"
+
+
+class Unauthorized(LLMOSError):
+    """A missing or wrong API key."""
+
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status_code = 413
+    code = "request_too_large"
+
+
+class ServerBusy(LLMOSError):
+    """Backpressure: the model's waiting queue is full; the client should retry after a while."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "server_busy"
+
+    def __init__(self, message: str, *, retry_after: int = 1, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after
+
+
+class RequestTimeout(LLMOSError):
+    status_code = 408
+    error_type = "timeout_error"
+    code = "request_timeout"
+
+
+class ServiceUnavailable(LLMOSError):
+    """The server is starting, draining, or cannot fit a model right now."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int | None = None, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after

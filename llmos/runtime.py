@@ -33,6 +33,10 @@ class ModelRuntime:
     max_model_len: int
     load_seconds: float
 
+    @property
+    def is_healthy(self) -> bool:
+        return self.engine.is_healthy
+
     def close(self) -> None:
         self.engine.shutdown()
 

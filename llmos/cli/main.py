@@ -115,34 +115,60 @@ def chat(
         m.close()
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 @app.command()
 def serve(
     host: str = typer.Option(None, help="Address to bind (default 127.0.0.1, from LLMOS_HOST)."),
     port: int = typer.Option(None, help="Port (default 8000, from LLMOS_PORT)."),
     model: list[str] = typer.Option([], "--model", "-m", help="Load this model at start (repeatable)."),
+    api_key: list[str] = typer.Option(
+        [], "--api-key", help="Require this bearer key (repeatable; also LLMOS_API_KEYS, comma-separated)."
+    ),
+    insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback address without keys."),
+    keep_alive: int = typer.Option(None, help="Seconds an idle model stays loaded (-1: forever; 300)."),
+    max_loaded_models: int = typer.Option(None, help="Most models loaded at once (default 3)."),
 ) -> None:
-    """Start the OpenAI-compatible HTTP server."""
-    import uvicorn
-
-    from llmos.server.app import create_app
+    """Start the OpenAI-compatible HTTP server (and the native /api model routes)."""
+    from llmos.server.app import DrainingServer, create_app
     from llmos.server.model_pool import ModelPool
 
-    settings = Settings.from_env(host=host, port=port)
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+    keys = ",".join(api_key) or None
+    settings = Settings.from_env(
+        host=host, port=port, api_keys=keys, keep_alive=keep_alive, max_loaded_models=max_loaded_models
+    )
+    if settings.host not in LOOPBACK and not settings.api_key_list and not insecure:
         err_console.print(
-            f"[yellow]warning:[/yellow] binding {settings.host}: this server has no authentication yet; "
-            "anyone who can reach this address can use it."
+            f"[red]error:[/red] refusing to serve on {settings.host} without API keys: anyone who can "
+            "reach it could use it. Add --api-key KEY (or LLMOS_API_KEYS), or --insecure if you mean it."
         )
+        raise typer.Exit(2)
     with cli_errors():
+        _check_models_exist(settings, model)
         pool = ModelPool(settings)
-        for ref in model:
-            console.print(f"loading {ref} …")
-            pool.load_sync(ref)
-        app_ = create_app(settings, pool)
+        app_ = create_app(settings, pool, preload=model)
+        server = DrainingServer(app_, settings, pool)
+        loading = f" (loading {', '.join(model)} in the background)" if model else ""
         console.print(
-            f"llmos {__version__} serving on http://{settings.host}:{settings.port}  (Ctrl-C stops)"
+            f"llmos {__version__} serving on http://{settings.host}:{settings.port}{loading}  (Ctrl-C stops)"
         )
-        uvicorn.run(app_, host=settings.host, port=settings.port, log_level="warning")
+        server.run()
+
+
+def _check_models_exist(settings: Settings, refs: list[str]) -> None:
+    """Fail fast on a typo before the server starts (loading itself happens in the background)."""
+    from pathlib import Path
+
+    from llmos.registry import Registry
+
+    registry = Registry(settings)
+    try:
+        for ref in refs:
+            if not Path(ref).expanduser().is_dir():
+                registry.resolve(ref)
+    finally:
+        registry.close()
 
 
 @app.command()

@@ -7,10 +7,14 @@ with a generic 500 that carries no traceback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -19,7 +23,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from llmos import __version__
 from llmos.config import Settings
 from llmos.errors import LLMOSError
+from llmos.server.metrics import ServerMetrics
+from llmos.server.middleware import GuardMiddleware
 from llmos.server.model_pool import ModelPool
+from llmos.server.native import router as native_router
 from llmos.server.routes import router
 
 logger = logging.getLogger(__name__)
@@ -41,23 +48,84 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"{param}: {message}{more}" if param else f"{message}{more}"), param
 
 
-def create_app(settings: Settings, pool: ModelPool | None = None) -> FastAPI:
-    """The app serving ``pool``'s models (load models into the pool before serving them)."""
+class Startup:
+    """Preloads models on a background thread so the server answers /health (and /ready: 503)
+    while they load, and SIGTERM during a load still shuts down promptly."""
+
+    def __init__(self, pool: ModelPool, preload: list[str]):
+        self.pool, self.preload = pool, preload
+        self.error: str | None = None
+        self.done = threading.Event()
+        if not preload:
+            self.done.set()
+
+    def start(self) -> None:
+        if self.preload:
+            threading.Thread(target=self._run, name="llmos-preload", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            for ref in self.preload:
+                if self.pool.is_draining:
+                    return
+                self.pool.load_sync(ref, keep_alive=-1)  # preloaded models stay until stopped
+        except Exception as exc:
+            logger.exception("preloading failed")
+            self.error = str(exc)
+        finally:
+            self.done.set()
+
+
+async def _expire_idle(pool: ModelPool) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            await asyncio.to_thread(pool.expire)
+        except Exception:  # the reaper must keep running
+            logger.exception("unloading idle models failed")
+
+
+def create_app(
+    settings: Settings, pool: ModelPool | None = None, preload: list[str] | None = None
+) -> FastAPI:
+    """The app serving ``pool``'s models; ``preload`` models load in the background at startup."""
     pool = pool or ModelPool(settings)
+    metrics = ServerMetrics(pool.engines)
+    pool.metrics = metrics
+    startup = Startup(pool, list(preload or []))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        startup.start()
+        reaper = asyncio.create_task(_expire_idle(pool))
         yield
-        pool.close()
+        pool.is_draining = True
+        reaper.cancel()
+        with suppress(asyncio.CancelledError):
+            await reaper
+        await asyncio.to_thread(pool.close)
 
-    app = FastAPI(title="llmos", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="llmos",
+        version=__version__,
+        lifespan=lifespan,
+        description="OpenAI-compatible and native model API of llmos.",
+    )
     app.state.pool = pool
     app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.startup = startup
     app.include_router(router)
+    app.include_router(native_router)
+    app.add_middleware(
+        GuardMiddleware, api_keys=settings.api_key_list, max_request_bytes=settings.max_request_bytes
+    )
 
     @app.exception_handler(LLMOSError)
     async def llmos_error(_: Request, exc: LLMOSError) -> JSONResponse:
-        return JSONResponse(exc.to_openai(), status_code=exc.status_code)
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return JSONResponse(exc.to_openai(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -75,3 +143,23 @@ def create_app(settings: Settings, pool: ModelPool | None = None) -> FastAPI:
         return JSONResponse(error_body("Internal server error.", "server_error"), status_code=500)
 
     return app
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, but SIGTERM/SIGINT first marks the pool as draining: new requests get
+    503 while in-flight ones finish (up to ``drain_timeout`` seconds), then models unload."""
+
+    def __init__(self, app: FastAPI, settings: Settings, pool: ModelPool):
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            timeout_graceful_shutdown=settings.drain_timeout,
+        )
+        super().__init__(config)
+        self.pool = pool
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.pool.is_draining = True
+        super().handle_exit(sig, frame)

@@ -1,51 +1,270 @@
-"""Which models the server has loaded, by every name a client may use for them.
+"""Which models the server has loaded: load on demand, keep-alive TTL, LRU eviction, pinning, admission.
 
-This first pool loads on demand and keeps models until shutdown; keep-alive, LRU eviction and
-memory budgets come with the production server.
+A request takes a ``Lease`` on a model (loading it if needed). The lease counts the engine
+requests it will run; when the model's running batch plus its waiting queue is full, the lease is
+refused with ``ServerBusy`` (429 + Retry-After). Idle models expire after their keep-alive; when a
+new model needs room (``max_loaded_models``, ``memory_budget_mb``), the least recently used idle,
+unpinned model is unloaded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from llmos.config import Settings
-from llmos.runtime import ModelRuntime, load_runtime
+from llmos.embeddings import EmbeddingRuntime, load_embedding_runtime
+from llmos.engine.config import resolve_device
+from llmos.errors import InvalidRequest, ServerBusy, ServiceUnavailable
+from llmos.runtime import ModelRuntime, load_runtime, resolve_model_dir
 
 logger = logging.getLogger(__name__)
 
+Runtime = ModelRuntime | EmbeddingRuntime
+
+
+def runtime_kind(runtime: Runtime) -> str:
+    return "embedding" if isinstance(runtime, EmbeddingRuntime) else "generate"
+
+
+def runtime_memory_bytes(runtime: Runtime) -> int:
+    """Weights plus the KV cache reserved for them (the cache is committed as it fills)."""
+    if isinstance(runtime, EmbeddingRuntime):
+        return runtime.memory_bytes
+    engine = getattr(runtime.engine, "engine", None)
+    if engine is None:
+        return 0
+    runner = engine.runner
+    weights = sum(p.numel() * p.element_size() for p in runner.model.parameters())
+    return weights + runner.num_blocks * runner._bytes_per_block()
+
+
+def _estimate_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.glob("*.safetensors"))
+
+
+@dataclass
+class PoolEntry:
+    runtime: Runtime
+    keep_alive: float | None  # seconds idle before unloading; None: until stopped
+    is_pinned: bool
+    memory_bytes: int
+    last_used: float = field(default_factory=time.monotonic)
+    num_active: int = 0  # engine requests admitted and not yet released
+
+    @property
+    def name(self) -> str:
+        return self.runtime.name
+
+    def expires_in(self, now: float) -> float | None:
+        if self.keep_alive is None or self.num_active:
+            return None
+        return max(0.0, self.last_used + self.keep_alive - now)
+
+
+class Lease:
+    """Permission to run ``num_requests`` engine requests on a loaded model; release exactly once."""
+
+    def __init__(self, entry: PoolEntry, num_requests: int):
+        self.entry, self.num_requests = entry, num_requests
+        self.runtime = entry.runtime
+        self._released = False
+        entry.num_active += num_requests
+        entry.last_used = time.monotonic()
+
+    def split(self, parts: int) -> list[Lease]:
+        """Hand this lease's requests to ``parts`` equal leases (one per prompt of a batch)."""
+        each, self._released = self.num_requests // parts, True
+        self.entry.num_active -= each * parts
+        return [Lease(self.entry, each) for _ in range(parts)]
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.entry.num_active -= self.num_requests
+            self.entry.last_used = time.monotonic()
+
 
 class ModelPool:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, metrics: Any = None):
         self.settings = settings
-        self.runtimes: dict[str, ModelRuntime] = {}  # canonical "name:version" -> runtime
+        self.metrics = metrics  # ServerMetrics, or None outside the server
+        self.entries: dict[str, PoolEntry] = {}  # canonical "name:version" -> entry
         self.names: dict[str, str] = {}  # any name a client used -> canonical
-        self._lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._sync_lock = threading.Lock()  # guards entries/names against the preload thread
+        self._load_lock = threading.Lock()  # one load at a time: no model loaded twice
+        self.is_draining = False
 
-    def load_sync(self, ref: str) -> ModelRuntime:
-        runtime = load_runtime(ref, self.settings)
-        existing = self.runtimes.get(runtime.name)
-        if existing is not None:
-            runtime.close()
-            runtime = existing
-        self.runtimes[runtime.name] = runtime
-        for alias in {ref, runtime.name, runtime.name.split(":")[0]}:
-            self.names[alias] = runtime.name
-        return runtime
+    # --- looking up -------------------------------------------------------------------------
+    @property
+    def runtimes(self) -> dict[str, Runtime]:
+        return {name: e.runtime for name, e in self.entries.items()}
 
-    async def get(self, ref: str) -> ModelRuntime:
-        """The runtime for ``ref``, loading it (off the event loop) if needed; raises ModelNotFound."""
+    def engines(self) -> dict[str, Any]:
+        return {n: e.runtime.engine for n, e in self.entries.items() if isinstance(e.runtime, ModelRuntime)}
+
+    def find(self, ref: str) -> PoolEntry | None:
         canonical = self.names.get(ref)
-        if canonical is not None:
-            return self.runtimes[canonical]
-        async with self._lock:
-            canonical = self.names.get(ref)
-            if canonical is not None:
-                return self.runtimes[canonical]
-            return await asyncio.to_thread(self.load_sync, ref)
+        return self.entries.get(canonical) if canonical else None
+
+    # --- loading ----------------------------------------------------------------------------
+    def load_sync(self, ref: str, *, keep_alive: float | None = None, pin: bool = False) -> PoolEntry:
+        """Load ``ref`` on this thread. ``keep_alive``: idle seconds before unloading (None: the
+        server's default, negative: never); an already loaded model gets the new keep-alive/pin."""
+        with self._load_lock:
+            name, path, manifest = resolve_model_dir(ref, self.settings, verify=False)
+            entry = self.entries.get(name)
+            if entry is None:
+                self._make_room(_estimate_bytes(path), exclude=name)
+                runtime = self._load_runtime(ref, name, path, manifest)
+                if self.metrics is not None:
+                    self.metrics.model_load_seconds.labels(name).inc(runtime.load_seconds)
+                entry = PoolEntry(runtime, self._keep_alive(keep_alive), pin, runtime_memory_bytes(runtime))
+            elif keep_alive is not None:
+                entry.keep_alive = self._keep_alive(keep_alive)
+            entry.is_pinned = entry.is_pinned or pin
+            entry.last_used = time.monotonic()
+            with self._sync_lock:
+                self.entries[name] = entry
+                for alias in {ref, name, name.split(":")[0]}:
+                    self.names[alias] = name
+            return entry
+
+    def _load_runtime(self, ref: str, name: str, path: Path, manifest: dict[str, Any]) -> Runtime:
+        if manifest.get("kind") != "embedding":
+            return load_runtime(ref, self.settings)
+        from llmos.registry import Registry
+
+        registry = Registry(self.settings)
+        try:
+            registry.verify(registry.resolve(name))
+        finally:
+            registry.close()
+        return load_embedding_runtime(name, path, manifest, device=str(resolve_device(self.settings.device)))
+
+    def _keep_alive(self, value: float | None) -> float | None:
+        value = self.settings.keep_alive if value is None else value
+        return None if value < 0 else float(value)
+
+    async def load(self, ref: str, *, keep_alive: float | None = None, pin: bool = False) -> PoolEntry:
+        """Load ``ref`` off the event loop, once even when many requests ask at the same time."""
+        if self.is_draining:
+            raise ServiceUnavailable("The server is shutting down.", retry_after=5)
+        lock = self._locks.setdefault(ref, asyncio.Lock())
+        async with lock:
+            entry = self.find(ref)
+            if entry is not None and keep_alive is None and not pin:
+                return entry
+            return await asyncio.to_thread(self.load_sync, ref, keep_alive=keep_alive, pin=pin)
+
+    async def lease(self, ref: str, num_requests: int = 1, kind: str = "generate") -> Lease:
+        """Admit ``num_requests`` on ``ref`` (loading it if needed).
+
+        Raises ModelNotFound, InvalidRequest (wrong kind of model), ServerBusy (queue full) or
+        ServiceUnavailable (draining).
+        """
+        if self.is_draining:
+            raise ServiceUnavailable("The server is shutting down; retry on another instance.", retry_after=5)
+        entry = self.find(ref) or await self.load(ref)
+        if runtime_kind(entry.runtime) != kind:
+            what = "an embedding model" if kind == "generate" else "a text generation model"
+            use = "/v1/embeddings" if kind == "generate" else "/v1/chat/completions or /v1/completions"
+            raise InvalidRequest(f"{entry.name} is {what}; use it with {use}.", param="model")
+        capacity = self.settings.max_num_seqs + self.settings.max_waiting_requests
+        if kind == "generate" and entry.num_active + num_requests > capacity:
+            if self.metrics is not None:
+                self.metrics.reject(entry.name, "queue_full")
+            raise ServerBusy(
+                f"{entry.name} has {entry.num_active} requests running or waiting (capacity {capacity}); "
+                "retry shortly.",
+                retry_after=1,
+            )
+        return Lease(entry, num_requests)
+
+    async def get(self, ref: str, kind: str = "generate") -> Runtime:
+        """The loaded runtime for ``ref`` (loading it if needed), without admitting requests."""
+        lease = await self.lease(ref, 0, kind)
+        lease.release()
+        return lease.runtime
+
+    # --- unloading --------------------------------------------------------------------------
+    def _make_room(self, incoming_bytes: int, exclude: str) -> None:
+        """Unload idle, unpinned models (least recently used first) until ``incoming`` fits."""
+        budget = self.settings.memory_budget_mb << 20
+
+        def full() -> bool:
+            others = [e for n, e in self.entries.items() if n != exclude]
+            used = sum(e.memory_bytes for e in others)
+            over_budget = bool(budget) and used + incoming_bytes > budget
+            return len(others) >= self.settings.max_loaded_models or over_budget
+
+        while full():
+            idle = [e for e in self.entries.values() if not e.num_active and not e.is_pinned]
+            if not idle:
+                busy = ", ".join(sorted(self.entries))
+                raise ServiceUnavailable(
+                    f"No room to load another model: {busy} are busy or pinned "
+                    "(raise LLMOS_MAX_LOADED_MODELS / LLMOS_MEMORY_BUDGET_MB, or `llmos stop` one).",
+                    retry_after=10,
+                )
+            victim = min(idle, key=lambda e: e.last_used)
+            logger.info("unloading %s to make room", victim.name)
+            self.unload(victim.name)
+
+    def unload(self, ref: str) -> str | None:
+        """Unload a model now (its running requests finish with ``abort``); its name, or None."""
+        with self._sync_lock:
+            entry = self.find(ref) or self.entries.get(ref)
+            if entry is None:
+                return None
+            del self.entries[entry.name]
+            for alias in [a for a, n in self.names.items() if n == entry.name]:
+                del self.names[alias]
+        entry.runtime.close()
+        return entry.name
+
+    def expire(self, now: float | None = None) -> list[str]:
+        """Unload every model idle past its keep-alive; returns their names."""
+        now = time.monotonic() if now is None else now
+        expired = [
+            e.name
+            for e in list(self.entries.values())
+            if not e.is_pinned and (left := e.expires_in(now)) is not None and left <= 0
+        ]
+        for name in expired:
+            logger.info("keep-alive expired: unloading %s", name)
+            self.unload(name)
+        return expired
+
+    def ps(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        rows = []
+        for e in list(self.entries.values()):
+            row: dict[str, Any] = {
+                "name": e.name,
+                "kind": runtime_kind(e.runtime),
+                "memory_bytes": e.memory_bytes,
+                "idle_seconds": 0.0 if e.num_active else round(now - e.last_used, 1),
+                "expires_in": None if (left := e.expires_in(now)) is None else round(left, 1),
+                "keep_alive": e.keep_alive,
+                "pinned": e.is_pinned,
+                "active": e.num_active,
+            }
+            if isinstance(e.runtime, ModelRuntime):
+                engine = e.runtime.engine
+                stats = engine.stats() if hasattr(engine, "engine") else None
+                row["running"] = stats.num_running if stats else 0
+                row["waiting"] = stats.num_waiting if stats else 0
+                row["max_model_len"] = e.runtime.max_model_len
+            rows.append(row)
+        return rows
 
     def close(self) -> None:
-        for runtime in self.runtimes.values():
-            runtime.close()
-        self.runtimes.clear()
-        self.names.clear()
+        for name in list(self.entries):
+            self.unload(name)

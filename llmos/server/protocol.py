@@ -117,3 +117,29 @@ class TokenizeRequest(BaseModel):
 class DetokenizeRequest(BaseModel):
     model: str
     tokens: list[int] = Field(max_length=1 << 20)
+
+
+class EmbeddingRequest(BaseModel):
+    """OpenAI's /v1/embeddings; ``truncate`` (default true, as Ollama) cuts texts to the model's window."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+    truncate: bool = True
+
+
+class LoadRequest(BaseModel):
+    """Body of POST /api/models/{name}/load: keep-alive seconds (negative: forever) and pinning."""
+
+    keep_alive: float | None = None
+    pin: bool = False
+
+
+class PullRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=256)
+    force: bool = False
+    stream: bool = True

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 
 from llmos.engine.outputs import Completion
-from llmos.errors import InvalidRequest, LLMOSError, ModelNotFound
+from llmos.engine.sampling_params import SamplingParams
+from llmos.errors import ContextOverflow, InvalidRequest, LLMOSError, ModelNotFound
 from llmos.runtime import ModelRuntime
-from llmos.server.model_pool import ModelPool
+from llmos.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from llmos.server.model_pool import Lease, ModelPool
 from llmos.server.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     DetokenizeRequest,
+    EmbeddingRequest,
+    SamplingFields,
     TokenizeRequest,
 )
 from llmos.server.serving import (
@@ -27,6 +33,9 @@ from llmos.server.serving import (
     chat_prompt,
     completion_logprobs,
     completion_prompts,
+    embedding_texts,
+    encode_embedding,
+    num_prompts,
     sse,
     usage,
 )
@@ -48,10 +57,31 @@ def _error_event(message: str) -> str:
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
     """Liveness: cheap, never waits on an engine."""
-    dead = [r.name for r in _pool(request).runtimes.values() if not r.engine.is_healthy]
+    dead = [r.name for r in _pool(request).runtimes.values() if not r.is_healthy]
     if dead:
         return JSONResponse({"status": "unhealthy", "dead_engines": dead}, status_code=503)
     return JSONResponse({"status": "ok"})
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: 503 while preloading models or draining, so a load balancer holds traffic."""
+    startup, pool = request.app.state.startup, _pool(request)
+    loaded = sorted(pool.entries)
+    if pool.is_draining:
+        return JSONResponse({"status": "draining", "models": loaded}, status_code=503)
+    if not startup.done.is_set():
+        return JSONResponse({"status": "loading", "models": loaded}, status_code=503)
+    if startup.error:
+        body = {"status": "failed", "error": startup.error, "models": loaded}
+        return JSONResponse(body, status_code=503)
+    return JSONResponse({"status": "ready", "models": loaded})
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text format; every series is prefixed ``llmos:`` and labelled by model."""
+    return Response(request.app.state.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
 
 @router.get("/v1/models")
@@ -83,7 +113,7 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
 
 @router.post("/tokenize")
 async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
-    runtime = await _pool(request).get(body.model)
+    runtime: Any = await _pool(request).get(body.model)
     if (body.prompt is None) == (body.messages is None):
         raise InvalidRequest("Give exactly one of prompt or messages.", param="prompt")
     if body.messages is not None:
@@ -96,22 +126,85 @@ async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
 
 @router.post("/detokenize")
 async def detokenize(body: DetokenizeRequest, request: Request) -> dict[str, Any]:
-    runtime = await _pool(request).get(body.model)
+    runtime: Any = await _pool(request).get(body.model)
     vocab_size = runtime.tokenizer.vocab_size
     if any(not 0 <= t < vocab_size for t in body.tokens):
         raise InvalidRequest(f"Token ids must be in [0, {vocab_size}).", param="tokens")
     return {"prompt": runtime.tokenizer.decode(body.tokens, skip_special_tokens=False)}
 
 
+async def _lease(request: Request, model: str, num_requests: int) -> Lease:
+    return await _pool(request).lease(model, num_requests)
+
+
+def _generation(
+    request: Request, lease: Lease, prompt_ids: list[int], params: list[SamplingParams]
+) -> Generation:
+    """A Generation holding ``lease``; on a 400 (say, context overflow) the lease is released."""
+    try:
+        return Generation(
+            lease, prompt_ids, params, request.app.state.settings.request_timeout, request.app.state.metrics
+        )
+    except LLMOSError as exc:
+        lease.release()
+        reason = "context_length" if isinstance(exc, ContextOverflow) else "invalid_request"
+        request.app.state.metrics.reject(lease.runtime.name, reason)
+        raise
+    except BaseException:
+        lease.release()
+        raise
+
+
+async def _until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _collect(request: Request, generations: list[Generation]) -> list[list[Completion]] | None:
+    """Run the generations to the end, or abort them all if the client goes away (then None)."""
+
+    async def run_all() -> list[list[Completion]]:
+        return list(await asyncio.gather(*(g.collect() for g in generations)))
+
+    work = asyncio.ensure_future(run_all())
+    watch = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not work.done():
+            work.cancel()
+            logger.info("client disconnected: aborted its request")
+    if work.cancelled():
+        for g in generations:
+            g.lease.release()
+        return None
+    return work.result()
+
+
+def _params(body: SamplingFields, max_tokens: int | None, logprobs: int | None) -> list[SamplingParams]:
+    return [body.sampling_params(max_tokens, logprobs, i) for i in range(body.n)]
+
+
 @router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSONResponse | StreamingResponse:
-    runtime = await _pool(request).get(body.model)
-    max_tokens = body.max_completion_tokens or body.max_tokens
-    num_logprobs = (body.top_logprobs or 0) if body.logprobs else None
-    generation = Generation(runtime, chat_prompt(runtime, body), body, max_tokens, num_logprobs)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    lease = await _lease(request, body.model, body.n)
+    try:
+        runtime: ModelRuntime = lease.runtime  # type: ignore[assignment]
+        prompt_ids = chat_prompt(runtime, body)
+        max_tokens = body.max_completion_tokens or body.max_tokens
+        num_logprobs = (body.top_logprobs or 0) if body.logprobs else None
+        params = _params(body, max_tokens, num_logprobs)
+    except BaseException:
+        lease.release()
+        raise
+    generation = _generation(request, lease, prompt_ids, params)
     if body.stream:
-        return _stream(_chat_chunks(runtime, body, generation))
-    completions = await generation.collect()
+        return _stream(_chat_chunks(runtime, body, generation), generation)
+    results = await _collect(request, [generation])
+    if results is None:
+        return Response(status_code=499)
+    completions = results[0]
     _raise_failed(completions)
     choices = [
         {
@@ -157,19 +250,34 @@ async def _chat_chunks(
 
 
 @router.post("/v1/completions", response_model=None)
-async def completions(body: CompletionRequest, request: Request) -> JSONResponse | StreamingResponse:
-    runtime = await _pool(request).get(body.model)
-    prompts = completion_prompts(runtime, body)
-    generations = [Generation(runtime, p, body, body.max_tokens, body.logprobs) for p in prompts]
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    lease = await _lease(request, body.model, body.n * num_prompts(body))
+    try:
+        runtime: ModelRuntime = lease.runtime  # type: ignore[assignment]
+        prompts = completion_prompts(runtime, body)
+        params = _params(body, body.max_tokens, body.logprobs)
+    except BaseException:
+        lease.release()
+        raise
+    leases = lease.split(len(prompts))
+    generations: list[Generation] = []
+    for part, prompt in zip(leases, prompts):
+        try:
+            generations.append(_generation(request, part, prompt, params))
+        except BaseException:
+            for g_lease in leases:
+                g_lease.release()
+            raise
     if body.stream:
-        return _stream(_completion_chunks(runtime, body, generations))
+        return _stream(_completion_chunks(runtime, body, generations), *generations)
+    results = await _collect(request, generations)
+    if results is None:
+        return Response(status_code=499)
     choices: list[dict[str, Any]] = []
-    all_completions: list[list[Completion]] = []
-    for p, generation in zip(prompts, generations):
-        results = await generation.collect()
-        _raise_failed(results)
-        prefix = runtime.tokenizer.decode(p) if body.echo else ""
-        for c in results:
+    for prompt, completions_ in zip(prompts, results):
+        _raise_failed(completions_)
+        prefix = runtime.tokenizer.decode(prompt) if body.echo else ""
+        for c in completions_:
             choices.append(
                 {
                     "index": len(choices),
@@ -178,8 +286,7 @@ async def completions(body: CompletionRequest, request: Request) -> JSONResponse
                     "finish_reason": c.finish_reason,
                 }
             )
-        all_completions.append(results)
-    total = [usage(r) for r in all_completions]
+    total = [usage(r) for r in results]
     summed = {k: sum(u[k] for u in total) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
     return JSONResponse({**base("text_completion", body.model), "choices": choices, "usage": summed})
 
@@ -226,15 +333,51 @@ async def _completion_chunks(
     yield sse("[DONE]")
 
 
-def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
+def _stream(chunks: AsyncIterator[str], *generations: Generation) -> StreamingResponse:
+    """An SSE response; errors after the first byte become an error event, then [DONE]. The
+    leases are released in the background task too, in case the body never started."""
+
+    async def guarded() -> AsyncIterator[str]:
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except LLMOSError as exc:
+            yield sse(exc.to_openai())
+            yield sse("[DONE]")
+
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
+
+    def release_all() -> None:
+        for g in generations:
+            g.lease.release()
+
+    release = BackgroundTask(release_all)
+    return StreamingResponse(guarded(), media_type="text/event-stream", headers=headers, background=release)
 
 
 def _raise_failed(completions: list[Completion]) -> None:
     for c in completions:
         if c.finish_reason == "error":
             raise LLMOSError(f"Generation failed: {c.error}")
+
+
+@router.post("/v1/embeddings")
+async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
+    runtime: Any = await _pool(request).get(body.model, kind="embedding")
+    if body.dimensions is not None and body.dimensions != runtime.dimensions:
+        raise InvalidRequest(
+            f"{runtime.name} makes {runtime.dimensions}-dimensional embeddings; "
+            f"dimensions={body.dimensions} is not supported.",
+            param="dimensions",
+        )
+    texts = embedding_texts(runtime, body.input)
+    result = await asyncio.to_thread(runtime.embed, texts, truncate=body.truncate)
+    data = [
+        {"object": "embedding", "index": i, "embedding": encode_embedding(v, body.encoding_format)}
+        for i, v in enumerate(result.vectors)
+    ]
+    tokens = {"prompt_tokens": result.num_tokens, "total_tokens": result.num_tokens}
+    return {"object": "list", "data": data, "model": body.model, "usage": tokens}
 
 
 @router.get("/version")

@@ -1,0 +1,156 @@
+"""Prometheus metrics with an ``llmos:`` prefix, modelled on vLLM's, all labelled by model.
+
+Latency histograms and counters are observed per request by ``RequestClock``; the gauges (running
+and waiting requests, KV cache usage, prefix cache hit rate) are read from each engine at scrape
+time, so they are never stale. Each app has its own registry (tests run several apps).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0)
+TOKEN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+disable_created_metrics()  # no *_created series (vLLM does the same): half the scrape size
+
+
+class ServerMetrics:
+    def __init__(self, engines: Callable[[], dict[str, Any]]):
+        """``engines()`` returns {model name: AsyncEngine} for the models loaded right now."""
+        self.registry = CollectorRegistry()
+        r, label = self.registry, ["model_name"]
+        self.time_to_first_token = Histogram(
+            "llmos:time_to_first_token_seconds",
+            "Time to first token.",
+            label,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.time_per_output_token = Histogram(
+            "llmos:time_per_output_token_seconds",
+            "Time per output token after the first.",
+            label,
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.e2e_latency = Histogram(
+            "llmos:e2e_request_latency_seconds",
+            "End-to-end request latency.",
+            label,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_time = Histogram(
+            "llmos:request_queue_time_seconds",
+            "Time from arrival until the first token was computed for the request.",
+            label,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.prompt_tokens = Counter("llmos:prompt_tokens", "Prompt tokens processed.", label, registry=r)
+        self.generation_tokens = Counter("llmos:generation_tokens", "Tokens generated.", label, registry=r)
+        self.request_success = Counter(
+            "llmos:request_success",
+            "Finished requests by finish reason.",
+            [*label, "finished_reason"],
+            registry=r,
+        )
+        self.requests_rejected = Counter(
+            "llmos:requests_rejected",
+            "Requests refused before running, by reason.",
+            [*label, "reason"],
+            registry=r,
+        )
+        self.model_load_seconds = Counter(
+            "llmos:model_load_seconds", "Seconds spent loading models.", label, registry=r
+        )
+        self.registry.register(_EngineGauges(engines))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def reject(self, model: str, reason: str) -> None:
+        self.requests_rejected.labels(model, reason).inc()
+
+    def clock(self, model: str, num_prompt_tokens: int) -> RequestClock:
+        return RequestClock(self, model, num_prompt_tokens)
+
+
+class RequestClock:
+    """Times one engine request from arrival: call ``token(n)`` per output, ``finish(reason)`` once."""
+
+    def __init__(self, metrics: ServerMetrics, model: str, num_prompt_tokens: int):
+        self.metrics, self.model = metrics, model
+        self.num_prompt_tokens = num_prompt_tokens
+        self.arrival = time.monotonic()
+        self.first_token: float | None = None
+        self.num_output_tokens = 0
+        self.is_finished = False
+
+    def token(self, num_new_tokens: int) -> None:
+        if num_new_tokens and self.first_token is None:
+            self.first_token = time.monotonic()
+            ttft = self.first_token - self.arrival
+            self.metrics.time_to_first_token.labels(self.model).observe(ttft)
+        self.num_output_tokens += num_new_tokens
+
+    def finish(self, reason: str | None, queue_seconds: float | None = None) -> None:
+        if self.is_finished:
+            return
+        self.is_finished = True
+        m, now = self.metrics, time.monotonic()
+        m.e2e_latency.labels(self.model).observe(now - self.arrival)
+        if queue_seconds is not None:
+            m.queue_time.labels(self.model).observe(queue_seconds)
+        if self.first_token is not None and self.num_output_tokens > 1:
+            per_token = (now - self.first_token) / (self.num_output_tokens - 1)
+            m.time_per_output_token.labels(self.model).observe(per_token)
+        m.prompt_tokens.labels(self.model).inc(self.num_prompt_tokens)
+        m.generation_tokens.labels(self.model).inc(self.num_output_tokens)
+        m.request_success.labels(self.model, reason or "abort").inc()
+
+
+class _EngineGauges:
+    """Reads the engines' live state at scrape time."""
+
+    def __init__(self, engines: Callable[[], dict[str, Any]]):
+        self.engines = engines
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        families = {
+            "num_running": GaugeMetricFamily(
+                "llmos:num_requests_running", "Requests in the running batch.", labels=["model_name"]
+            ),
+            "num_waiting": GaugeMetricFamily(
+                "llmos:num_requests_waiting", "Requests waiting to be scheduled.", labels=["model_name"]
+            ),
+            "kv_cache_usage": GaugeMetricFamily(
+                "llmos:kv_cache_usage_perc",
+                "Fraction of KV cache blocks in use (0-1).",
+                labels=["model_name"],
+            ),
+            "prefix_cache_hit_rate": GaugeMetricFamily(
+                "llmos:prefix_cache_hit_rate", "Prefix cache hits / queries (0-1).", labels=["model_name"]
+            ),
+            "num_preemptions": GaugeMetricFamily(
+                "llmos:num_preemptions", "Requests preempted since the model loaded.", labels=["model_name"]
+            ),
+        }
+        for name, engine in self.engines().items():
+            try:
+                stats = engine.stats()
+            except AttributeError:  # still building on its thread
+                continue
+            for key, family in families.items():
+                family.add_metric([name], float(getattr(stats, key)))
+        yield from families.values()

@@ -1,0 +1,165 @@
+"""The native model API (Ollama-like): pull with NDJSON progress, list, show, delete, load, unload, ps.
+
+Registry work runs off the event loop; pull progress comes from the registry's ``ByteProgress``
+seam, bridged from the pulling thread to the response stream through an asyncio queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from llmos.errors import LLMOSError, ModelNotFound
+from llmos.registry import ModelVersion, Registry, find_entry, load_catalog
+from llmos.server.model_pool import ModelPool
+from llmos.server.protocol import LoadRequest, PullRequest
+
+router = APIRouter(prefix="/api", tags=["native"])
+
+PROGRESS_INTERVAL = 0.25  # seconds between progress lines per task
+_pulls: set[asyncio.Task[None]] = set()  # running pulls, referenced so they are not collected
+
+
+def _pool(request: Request) -> ModelPool:
+    return request.app.state.pool
+
+
+def _with_registry(request: Request, work: Callable[[Registry], Any]) -> Any:
+    registry = Registry(request.app.state.settings)
+    try:
+        return work(registry)
+    finally:
+        registry.close()
+
+
+def _describe(mv: ModelVersion, pool: ModelPool) -> dict[str, Any]:
+    manifest = mv.manifest
+    return {
+        "name": mv.name,
+        "version": mv.version,
+        "ref": mv.ref,
+        "kind": manifest.get("kind", "generate"),
+        "size_bytes": manifest.get("size_bytes"),
+        "digest": mv.digest,
+        "aliases": [],
+        "created_at": mv.created_at.isoformat(),
+        "loaded": mv.ref in pool.entries,
+    }
+
+
+@router.get("/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    versions = await asyncio.to_thread(_with_registry, request, lambda r: r.list())
+    return {"models": [_describe(mv, _pool(request)) for mv in versions]}
+
+
+@router.get("/models/{name:path}")
+async def show_model(name: str, request: Request) -> dict[str, Any]:
+    mv = await asyncio.to_thread(_with_registry, request, lambda r: r.resolve(name))
+    return {**_describe(mv, _pool(request)), "path": str(mv.path), "manifest": mv.manifest}
+
+
+@router.delete("/models/{name:path}")
+async def delete_model(name: str, request: Request) -> dict[str, Any]:
+    pool = _pool(request)
+
+    def remove(registry: Registry) -> list[ModelVersion]:
+        for mv in registry.versions(name) if ":" not in name else [registry.resolve(name)]:
+            pool.unload(mv.ref)
+        return registry.remove(name)
+
+    removed = await asyncio.to_thread(_with_registry, request, remove)
+    return {"deleted": [mv.ref for mv in removed]}
+
+
+@router.post("/models/{name:path}/load")
+async def load_model(name: str, request: Request, body: LoadRequest | None = None) -> dict[str, Any]:
+    body = body or LoadRequest()
+    entry = await _pool(request).load(name, keep_alive=body.keep_alive, pin=body.pin)
+    return {
+        "model": entry.name,
+        "load_seconds": round(entry.runtime.load_seconds, 3),
+        "keep_alive": entry.keep_alive,
+        "pinned": entry.is_pinned,
+    }
+
+
+@router.post("/models/{name:path}/unload")
+async def unload_model(name: str, request: Request) -> dict[str, Any]:
+    unloaded = await asyncio.to_thread(_pool(request).unload, name)
+    if unloaded is None:
+        raise ModelNotFound(f"{name} is not loaded; see GET /api/ps.", param="name")
+    return {"model": unloaded, "unloaded": True}
+
+
+@router.get("/ps")
+async def ps(request: Request) -> dict[str, Any]:
+    return {"models": _pool(request).ps()}
+
+
+class _QueueProgress:
+    """``ByteProgress`` that forwards throttled progress lines to an asyncio queue."""
+
+    def __init__(self, emit: Callable[[dict[str, Any]], None]):
+        self.emit = emit
+
+    @contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        done, last = 0, 0.0
+
+        def advance(num_bytes: int) -> None:
+            nonlocal done, last
+            done += num_bytes
+            now = time.monotonic()
+            if now - last >= PROGRESS_INTERVAL:
+                last = now
+                self.emit({"status": "pulling", "detail": description, "completed": done, "total": total})
+
+        self.emit({"status": "pulling", "detail": description, "completed": 0, "total": total})
+        yield advance
+        self.emit({"status": "pulling", "detail": description, "completed": done, "total": total or done})
+
+
+@router.post("/pull", response_model=None)
+async def pull(body: PullRequest, request: Request) -> Any:
+    """Pull a catalog model; with ``stream`` (the default) progress arrives as NDJSON lines."""
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    def emit(line: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(lines.put_nowait, line)
+
+    def run(registry: Registry) -> dict[str, Any]:
+        mv = registry.pull(body.name, _QueueProgress(emit), force=body.force)
+        return {"status": "success", "model": mv.ref, "digest": mv.digest}
+
+    if not body.stream:
+        return await asyncio.to_thread(_with_registry, request, run)
+
+    async def produce() -> None:
+        try:
+            emit(await asyncio.to_thread(_with_registry, request, run))
+        except LLMOSError as exc:
+            emit({"status": "error", **exc.to_openai()})
+        finally:
+            emit(None)  # type: ignore[arg-type]
+
+    if find_entry(body.name) is None:  # a clear 404 before any progress line
+        names = ", ".join(sorted(load_catalog()))
+        raise ModelNotFound(f"{body.name!r} is not in the catalog (available: {names}).", param="name")
+
+    async def ndjson() -> AsyncIterator[str]:
+        task = asyncio.create_task(produce())  # a pull in progress finishes even if the client leaves
+        _pulls.add(task)
+        task.add_done_callback(_pulls.discard)
+        while (line := await lines.get()) is not None:
+            yield json.dumps(line) + "\n"
+
+    return StreamingResponse(ndjson(), media_type="application/x-ndjson")

@@ -1,0 +1,114 @@
+"""The server's model pool: admission (429), LRU eviction, pinning and keep-alive, on tiny models."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from tiny_models import build_tiny_chat_folder
+
+from llmos.config import Settings
+from llmos.errors import InvalidRequest, ModelNotFound, ServerBusy, ServiceUnavailable
+from llmos.registry import Registry
+from llmos.server.model_pool import ModelPool
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_chat_folder(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def settings(isolated_home: Path, tiny_folder: Path) -> Settings:
+    settings = Settings(home=isolated_home, dtype="float32", max_num_seqs=2, max_waiting_requests=1)
+    registry = Registry(settings)
+    for name in ("tiny-a", "tiny-b"):
+        registry.import_path(tiny_folder, name)
+    registry.close()
+    return settings
+
+
+def run(coro):  # noqa: ANN001, ANN201
+    return asyncio.run(coro)
+
+
+def test_lease_admits_up_to_running_plus_waiting_then_refuses(settings: Settings) -> None:
+    pool = ModelPool(settings)
+    try:
+        first = run(pool.lease("tiny-a", 3))  # capacity: 2 running + 1 waiting
+        with pytest.raises(ServerBusy) as refused:
+            run(pool.lease("tiny-a", 1))
+        assert refused.value.status_code == 429 and refused.value.retry_after >= 1
+        first.release()
+        first.release()  # releasing twice must not free capacity twice
+        assert pool.find("tiny-a").num_active == 0
+        run(pool.lease("tiny-a", 3)).release()
+    finally:
+        pool.close()
+
+
+def test_a_request_for_an_unloaded_model_loads_it_once_under_every_name(settings: Settings) -> None:
+    pool = ModelPool(settings)
+    try:
+        runtimes = run(_many_gets(pool, ["tiny-a", "tiny-a:1", "tiny-a", "tiny-a:1"]))
+        assert len({id(r) for r in runtimes}) == 1
+        assert list(pool.entries) == ["tiny-a:1"]
+        with pytest.raises(ModelNotFound):
+            run(pool.lease("no-such-model"))
+        with pytest.raises(InvalidRequest, match="text generation model"):
+            run(pool.lease("tiny-a", 1, kind="embedding"))
+    finally:
+        pool.close()
+
+
+async def _many_gets(pool: ModelPool, refs: list[str]) -> list[object]:
+    return list(await asyncio.gather(*(pool.get(r) for r in refs)))
+
+
+def test_least_recently_used_idle_model_is_evicted_for_a_new_one(settings: Settings) -> None:
+    settings.max_loaded_models = 1
+    pool = ModelPool(settings)
+    try:
+        run(pool.get("tiny-a"))
+        run(pool.get("tiny-b"))
+        assert list(pool.entries) == ["tiny-b:1"]
+        assert pool.find("tiny-a") is None
+    finally:
+        pool.close()
+
+
+def test_pinned_or_busy_models_are_never_evicted(settings: Settings) -> None:
+    settings.max_loaded_models = 1
+    pool = ModelPool(settings)
+    try:
+        run(pool.load("tiny-a", pin=True))
+        with pytest.raises(ServiceUnavailable, match="busy or pinned"):
+            run(pool.get("tiny-b"))
+        pool.unload("tiny-a")
+        busy = run(pool.lease("tiny-b", 1))
+        with pytest.raises(ServiceUnavailable):
+            run(pool.get("tiny-a"))
+        busy.release()
+        run(pool.get("tiny-a"))
+        assert list(pool.entries) == ["tiny-a:1"]
+    finally:
+        pool.close()
+
+
+def test_keep_alive_unloads_idle_models_but_not_busy_or_forever_ones(settings: Settings) -> None:
+    settings.keep_alive = 30
+    pool = ModelPool(settings)
+    try:
+        run(pool.get("tiny-a"))
+        run(pool.load("tiny-b", keep_alive=-1))  # negative: stays until stopped
+        entry = pool.find("tiny-a")
+        assert pool.expire(entry.last_used + 10) == []
+        lease = run(pool.lease("tiny-a", 1))
+        assert pool.expire(entry.last_used + 3600) == []  # in use: never expires
+        lease.release()
+        assert pool.expire(entry.last_used + 31) == ["tiny-a:1"]
+        assert [row["name"] for row in pool.ps()] == ["tiny-b:1"]
+        assert pool.ps()[0]["expires_in"] is None
+    finally:
+        pool.close()

@@ -1,0 +1,157 @@
+"""The server app in-process (TestClient) on a tiny model: keys, body limit, readiness, metrics,
+the native /api model routes and their errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from tiny_models import build_tiny_chat_folder
+
+from llmos.config import Settings
+from llmos.registry import Registry
+from llmos.server.app import create_app
+
+KEY = "sk-test-123"
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_chat_folder(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def settings(isolated_home: Path, tiny_folder: Path) -> Settings:
+    settings = Settings(home=isolated_home, dtype="float32", max_request_bytes=4096)
+    registry = Registry(settings)
+    registry.import_path(tiny_folder, "tiny")
+    registry.close()
+    return settings
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, preload=["tiny"])) as c:
+        _wait_ready(c)
+        yield c
+
+
+def _wait_ready(c: TestClient, headers: dict[str, str] | None = None) -> None:
+    import time
+
+    for _ in range(200):
+        if c.get("/ready", headers=headers).status_code == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError(c.get("/ready", headers=headers).json())
+
+
+def _chat(c: TestClient, **extra: object) -> object:
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
+    return c.post("/v1/chat/completions", json={**body, **extra})
+
+
+def test_every_route_but_health_needs_the_key(settings: Settings) -> None:
+    settings.api_keys = f"other-key,{KEY}"
+    app = create_app(settings)
+    with TestClient(app) as c:
+        api = [(m.upper(), path) for path, ops in app.openapi()["paths"].items() for m in ops]
+        routes = api + [("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/redoc")]
+        assert len(routes) > 15 and ("GET", "/health") in routes
+        for method, path in routes:
+            if method == "HEAD":
+                continue
+            url = re.sub(r"\{[^}]+\}", "x", path)
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+                response = c.request(method, url, headers=headers)
+                expected = 200 if path == "/health" else 401
+                assert response.status_code == expected, (method, path, headers)
+                if expected == 401:
+                    assert response.json()["error"]["type"] == "authentication_error"
+                    assert response.headers["www-authenticate"] == "Bearer"
+        assert c.get("/ready", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+        assert c.get("/v1/models", headers={"Authorization": "Bearer other-key"}).status_code == 200
+
+
+def test_an_oversized_body_is_413_with_or_without_content_length(client: TestClient) -> None:
+    big = "word " * 2000
+    response = _chat(client, messages=[{"role": "user", "content": big}])
+    assert response.status_code == 413
+    assert "larger than 4096 bytes" in response.json()["error"]["message"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while reading
+        yield b'{"model": "tiny", "messages": [{"role": "user", "content": "'
+        for _ in range(100):
+            yield b"x" * 100
+        yield b'"}]}'
+
+    response = client.post(
+        "/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert _chat(client).status_code == 200  # the server is fine afterwards
+
+
+def test_ready_is_503_until_the_preloaded_model_is_in(settings: Settings) -> None:
+    app = create_app(settings, preload=["tiny"])
+    with TestClient(app) as c:
+        assert c.get("/health").status_code == 200
+        first = c.get("/ready")
+        assert first.status_code in (200, 503)
+        if first.status_code == 503:
+            assert first.json()["status"] == "loading"
+        _wait_ready(c)
+        assert c.get("/ready").json()["models"] == ["tiny:1"]
+
+
+def test_metrics_count_tokens_and_finish_reasons_by_model(client: TestClient) -> None:
+    assert _chat(client, max_tokens=3, ignore_eos=True).status_code == 200
+    text = client.get("/metrics").text
+    assert 'llmos:generation_tokens_total{model_name="tiny:1"} 3.0' in text
+    assert 'llmos:request_success_total{finished_reason="length",model_name="tiny:1"} 1.0' in text
+    assert 'llmos:time_to_first_token_seconds_count{model_name="tiny:1"} 1.0' in text
+    assert 'llmos:num_requests_running{model_name="tiny:1"} 0.0' in text
+    assert "llmos:kv_cache_usage_perc" in text and "llmos:model_load_seconds_total" in text
+    overflow = _chat(client, max_tokens=100_000)
+    assert overflow.status_code == 400 and overflow.json()["error"]["code"] == "context_length_exceeded"
+    assert (
+        'llmos:requests_rejected_total{model_name="tiny:1",reason="context_length"} 1.0'
+        in client.get("/metrics").text
+    )
+
+
+def test_native_model_routes(client: TestClient) -> None:
+    listing = client.get("/api/models").json()["models"]
+    assert [(m["name"], m["version"], m["loaded"]) for m in listing] == [("tiny", 1, True)]
+    shown = client.get("/api/models/tiny").json()
+    assert shown["ref"] == "tiny:1" and shown["digest"].startswith("sha256:") and "manifest" in shown
+    ps = client.get("/api/ps").json()["models"]
+    assert ps[0]["name"] == "tiny:1" and ps[0]["memory_bytes"] > 0 and ps[0]["kind"] == "generate"
+
+    assert client.post("/api/models/tiny/unload").json() == {"model": "tiny:1", "unloaded": True}
+    assert client.get("/api/ps").json()["models"] == []
+    assert client.post("/api/models/tiny/unload").status_code == 404
+    loaded = client.post("/api/models/tiny/load", json={"keep_alive": 60, "pin": True}).json()
+    assert loaded["model"] == "tiny:1" and loaded["pinned"] is True and loaded["keep_alive"] == 60
+    assert client.get("/api/ps").json()["models"][0]["pinned"] is True
+
+    assert client.delete("/api/models/tiny").json() == {"deleted": ["tiny:1"]}
+    assert client.get("/api/models").json()["models"] == []
+    assert client.get("/api/ps").json()["models"] == []
+    missing = client.get("/api/models/tiny")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+
+
+def test_pull_of_an_unknown_name_is_404_before_any_progress(client: TestClient) -> None:
+    response = client.post("/api/pull", json={"name": "no-such-model"})
+    assert response.status_code == 404
+    assert "not in the catalog" in response.json()["error"]["message"]
+
+
+def test_an_embedding_request_to_a_generation_model_is_a_clear_400(client: TestClient) -> None:
+    response = client.post("/v1/embeddings", json={"model": "tiny", "input": "hello"})
+    assert response.status_code == 400
+    assert "/v1/chat/completions" in response.json()["error"]["message"]
