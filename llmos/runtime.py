@@ -17,6 +17,7 @@ from llmos.config import Settings
 from llmos.engine.async_engine import AsyncEngine
 from llmos.engine.config import EngineConfig, resolve_device, resolve_dtype
 from llmos.engine.engine import Engine
+from llmos.engine.structured_output import StructuredOutputBackend
 from llmos.errors import InvalidModelFile, UnsupportedArchitecture
 from llmos.tokenizer import TextTokenizer
 
@@ -88,9 +89,12 @@ def load_runtime(ref: str | Path, settings: Settings, *, verify: bool = True) ->
         device=device,
     )
 
+    tokenizer = TextTokenizer.from_dir(path)
+    structured_output = _structured_output_backend(tokenizer)
+
     def build_engine() -> Engine:
         try:
-            return Engine.from_model_dir(path, engine_config)
+            return Engine.from_model_dir(path, engine_config, structured_output)
         except UnsupportedArchitecture as exc:
             from llmos.models.hf_fallback import load_fallback_model
 
@@ -98,9 +102,8 @@ def load_runtime(ref: str | Path, settings: Settings, *, verify: bool = True) ->
             model = load_fallback_model(
                 path, engine_config.dtype, engine_config.device, settings.trust_remote_code
             )
-            return Engine(model, engine_config, getattr(model, "vocab_size", None))
+            return Engine(model, engine_config, getattr(model, "vocab_size", None), structured_output)
 
-    tokenizer = TextTokenizer.from_dir(path)
     engine = AsyncEngine(build_engine, tokenizer, tokenizer.eos_token_ids)
     seconds = time.perf_counter() - start
     logger.info("loaded %s in %.1fs (%s, %s)", name, seconds, engine_config.dtype, engine_config.device)
@@ -113,3 +116,12 @@ def load_runtime(ref: str | Path, settings: Settings, *, verify: bool = True) ->
         max_model_len=engine_config.max_model_len,
         load_seconds=seconds,
     )
+
+
+def _structured_output_backend(tokenizer: TextTokenizer) -> StructuredOutputBackend | None:
+    """The grammar backend for structured output; None (such requests are rejected) when the
+    tokenizer is not a Hugging Face fast tokenizer, the only kind llguidance reads."""
+    if not getattr(tokenizer.hf, "is_fast", False):
+        logger.warning("the tokenizer is not a fast tokenizer: structured output is unavailable")
+        return None
+    return StructuredOutputBackend.from_hf_tokenizer(tokenizer.hf, tokenizer.eos_token_ids)

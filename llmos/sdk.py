@@ -1,7 +1,9 @@
 """The in-process Python SDK: ``llmos.load_model(...)`` and the seed-style ``llmos.LLM``.
 
 A ``Model`` drives the same engine the server uses. Sampling keywords are the engine's
-``SamplingParams`` fields (``max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``seed``, ``stop``…).
+``SamplingParams`` fields (``max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``seed``, ``stop``…),
+``structured_output`` included: ``model.generate_text(prompt, structured_output={"json": schema})``
+returns text that parses as JSON and matches ``schema`` (also ``regex``, ``choice``, ``grammar``).
 """
 
 from __future__ import annotations

@@ -152,7 +152,8 @@ class AsyncEngine:
             num_prompt_tokens=out.num_prompt_tokens,
             num_output_tokens=stream.num_output_tokens,
             num_cached_tokens=out.num_cached_tokens,
-            error=str(self.error) if stream.finish_reason == "error" else None,
+            error=(out.error or str(self.error)) if stream.finish_reason == "error" else None,
+            prompt_logprobs=out.prompt_logprobs,
         )
         if result.finished:
             del self._streams[out.request_id]

@@ -21,6 +21,7 @@ from llmos.engine.outputs import EngineOutput
 from llmos.engine.request import Request
 from llmos.engine.sampling_params import SamplingParams
 from llmos.engine.scheduler import Scheduler
+from llmos.engine.structured_output import StructuredOutputBackend
 from llmos.errors import ContextOverflow, InvalidRequest
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,15 @@ class EngineStats:
 
 
 class Engine:
-    def __init__(self, model: nn.Module, config: EngineConfig, vocab_size: int | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        config: EngineConfig,
+        vocab_size: int | None = None,
+        structured_output: StructuredOutputBackend | None = None,
+    ):
+        """``structured_output``: the grammar backend built from the model's tokenizer; without
+        one, requests that ask for structured output are rejected."""
         self.config = config
         self.runner = ModelRunner(model, config)
         self.block_manager = BlockManager(
@@ -44,21 +53,25 @@ class Engine:
         )
         self.scheduler = Scheduler(config, self.block_manager)
         self.vocab_size = vocab_size
+        self.structured_output = structured_output
         self._ids = itertools.count()
         self._aborted: list[EngineOutput] = []
 
     @classmethod
-    def from_model_dir(cls, model_dir: Path, config: EngineConfig) -> Engine:
+    def from_model_dir(
+        cls, model_dir: Path, config: EngineConfig, structured_output: StructuredOutputBackend | None = None
+    ) -> Engine:
         """Load a Hugging Face folder with the native model code."""
         from llmos.models.loader import load_model
 
         model = load_model(Path(model_dir), config.dtype, config.device)
-        return cls(model, config, getattr(model, "vocab_size", None))
+        return cls(model, config, getattr(model, "vocab_size", None), structured_output)
 
     def check_request(self, prompt_token_ids: list[int], params: SamplingParams) -> int:
         """Validate a request without touching engine state; returns its resolved max_tokens.
 
-        Raises ContextOverflow / InvalidRequest with the numbers and the fix.
+        Raises ContextOverflow / InvalidRequest with the numbers and the fix, or naming what is
+        wrong with a structured output spec (compiled here, and cached for ``add_request``).
         """
         num_prompt = len(prompt_token_ids)
         if num_prompt == 0:
@@ -80,6 +93,14 @@ class Engine:
                 f"for the completion). Reduce the prompt or max_tokens (at most {room} here).",
                 param="max_tokens",
             )
+        if params.structured_output is not None:
+            if self.structured_output is None:
+                raise InvalidRequest(
+                    "This model has no tokenizer for structured output (llguidance needs a Hugging Face "
+                    "fast tokenizer); drop response_format / structured_output.",
+                    param="response_format",
+                )
+            self.structured_output.compile(params.structured_output)
         return params.max_tokens if params.max_tokens is not None else room
 
     def add_request(
@@ -101,11 +122,14 @@ class Engine:
             max_tokens=max_tokens,
             eos_token_ids=eos_token_ids,
         )
+        if params.structured_output is not None:
+            assert self.structured_output is not None  # check_request rejects it otherwise
+            request.matcher = self.structured_output.new_matcher(params.structured_output)
         self.scheduler.add_request(request)
         return request_id
 
-    def abort(self, request_id: str, reason: str = "abort") -> None:
-        out = self.scheduler.abort(request_id, reason)
+    def abort(self, request_id: str, reason: str = "abort", error: str | None = None) -> None:
+        out = self.scheduler.abort(request_id, reason, error)
         if out is not None:
             self._aborted.append(out)
 
@@ -123,7 +147,7 @@ class Engine:
     def fail_all(self, message: str) -> list[EngineOutput]:
         """Finish every unfinished request with ``error`` (used when a step raised)."""
         for request_id in list(self.scheduler.requests):
-            self.abort(request_id, reason="error")
+            self.abort(request_id, reason="error", error=message)
         outputs, self._aborted = self._aborted, []
         logger.error("engine step failed; %d requests failed: %s", len(outputs), message)
         return outputs

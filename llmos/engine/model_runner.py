@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from llmos.engine.config import EngineConfig
 from llmos.engine.outputs import ModelRunnerOutput, ScheduledRequest, SchedulerOutput, TokenLogprob
 from llmos.engine.request import Request
+from llmos.engine.structured_output import GrammarMatcher, allowed_token_mask
 from llmos.layers.attention import AttentionMetadata, DecodeGroup, PagedAttention, PrefillChunk
 from llmos.layers.sampler import Penalty, SamplingBatch, sample
 
@@ -24,6 +25,9 @@ logger = logging.getLogger(__name__)
 # Decoding sequences are sorted by context length and attended in groups of this many, so each
 # group gathers and attends little padding; fewer, larger groups mean fewer kernel launches.
 DECODE_GROUP_SIZE = 8
+# Prompt logprobs run the LM head over this many prompt positions at a time, which bounds the
+# [rows, vocab] float32 logits (about 50 MB for a 49k vocabulary).
+PROMPT_LOGPROBS_ROWS = 256
 
 
 class ModelRunner:
@@ -151,21 +155,34 @@ class ModelRunner:
         self._zero_fresh_blocks(sched)
         input_ids, positions, meta, ordered = self.prepare(sched)
         hidden = self.model(input_ids, positions, meta)
+        out = ModelRunnerOutput()
         rows: list[int] = []
         sampling: list[ScheduledRequest] = []
         offset = 0
         for s in ordered:
+            if s.request.needs_prompt_logprobs:
+                out.prompt_logprobs[s.request.request_id] = self._prompt_logprobs(hidden, offset, s)
             offset += s.num_new_tokens
             if s.is_last_chunk:
                 rows.append(offset - 1)
                 sampling.append(s)
-        out = ModelRunnerOutput()
         if not sampling:
             return out
         logits = self.model.compute_logits(hidden[torch.tensor(rows, device=self.device)])
-        result = sample(logits, self._sampling_batch(sampling))
+        batch = self._sampling_batch(sampling)
+        guided = [(i, s.request.matcher) for i, s in enumerate(sampling) if s.request.matcher is not None]
+        if guided:
+            matchers: list[GrammarMatcher] = [m for _, m in guided]
+            batch.allowed_tokens, errors = allowed_token_mask(matchers, logits.shape[-1], logits.device)
+            batch.guided_rows = [i for i, _ in guided]
+            for (i, _), error in zip(guided, errors):
+                if error is not None:
+                    out.errors[sampling[i].request.request_id] = error
+        result = sample(logits, batch)
         for i, s in enumerate(sampling):
             request_id = s.request.request_id
+            if request_id in out.errors:
+                continue
             token_id = result.token_ids[i]
             out.sampled_token_ids[request_id] = token_id
             n = s.request.params.logprobs
@@ -175,6 +192,34 @@ class ModelRunner:
                     top = list(zip(result.top_token_ids[i, :n].tolist(), result.top_logprobs[i, :n].tolist()))
                 out.logprobs[request_id] = TokenLogprob(token_id, float(result.logprobs[i]), top)
         return out
+
+    def _prompt_logprobs(self, hidden: Tensor, offset: int, s: ScheduledRequest) -> list[TokenLogprob]:
+        """The prompt logprobs this chunk adds: the logits at position p score prompt token p + 1.
+
+        ``offset`` is where the chunk's rows start in ``hidden``. Positions whose entries exist
+        already (computed before a preemption) are skipped.
+        """
+        req, start = s.request, s.request.num_computed_tokens
+        first = max(start, len(req.prompt_logprobs) - 1)
+        end = min(start + s.num_new_tokens, req.num_prompt_tokens - 1)
+        num_top = req.params.prompt_logprobs or 0
+        entries: list[TokenLogprob] = []
+        for lo in range(first, end, PROMPT_LOGPROBS_ROWS):
+            hi = min(lo + PROMPT_LOGPROBS_ROWS, end)
+            logits = self.model.compute_logits(hidden[offset + lo - start : offset + hi - start])
+            logprobs = torch.log_softmax(logits, dim=-1)
+            targets = req.prompt_token_ids[lo + 1 : hi + 1]
+            chosen = logprobs.gather(-1, torch.tensor(targets, device=logprobs.device)[:, None])[:, 0]
+            top_ids: list[list[int]] = [[] for _ in targets]
+            top_values: list[list[float]] = [[] for _ in targets]
+            if num_top:
+                values, ids = logprobs.topk(num_top, dim=-1)
+                top_ids, top_values = ids.tolist(), values.tolist()
+            entries += [
+                TokenLogprob(t, lp, list(zip(i, v)))
+                for t, lp, i, v in zip(targets, chosen.tolist(), top_ids, top_values)
+            ]
+        return entries
 
     @staticmethod
     def _sampling_batch(items: list[ScheduledRequest]) -> SamplingBatch:

@@ -50,6 +50,9 @@ class ModelRunnerOutput:
 
     sampled_token_ids: dict[str, int] = field(default_factory=dict)
     logprobs: dict[str, TokenLogprob] = field(default_factory=dict)
+    # the next prompt logprobs of requests that asked for them (continuing request.prompt_logprobs)
+    prompt_logprobs: dict[str, list[TokenLogprob]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # requests that failed (no token sampled)
 
 
 @dataclass(slots=True)
@@ -61,6 +64,8 @@ class EngineOutput:
     stop_reason: int | str | None = None
     num_prompt_tokens: int = 0
     num_cached_tokens: int = 0
+    prompt_logprobs: list[TokenLogprob | None] | None = None  # with the first token only
+    error: str | None = None
 
 
 @dataclass(slots=True)
@@ -77,6 +82,7 @@ class RequestOutput:
     num_output_tokens: int
     num_cached_tokens: int = 0
     error: str | None = None
+    prompt_logprobs: list[TokenLogprob | None] | None = None  # in the first output only
 
     @property
     def finished(self) -> bool:
@@ -97,6 +103,7 @@ class Completion:
     num_output_tokens: int
     num_cached_tokens: int = 0
     error: str | None = None
+    prompt_logprobs: list[TokenLogprob | None] | None = None
 
     @classmethod
     def merge(cls, outputs: list[RequestOutput]) -> Completion:
@@ -115,4 +122,5 @@ class Completion:
             num_output_tokens=last.num_output_tokens,
             num_cached_tokens=last.num_cached_tokens,
             error=last.error,
+            prompt_logprobs=next((o.prompt_logprobs for o in outputs if o.prompt_logprobs is not None), None),
         )

@@ -5,10 +5,15 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from llmos.engine.sampling_params import SamplingParams
+
+if TYPE_CHECKING:
+    from llmos.engine.outputs import TokenLogprob
+    from llmos.engine.structured_output import GrammarMatcher
 
 
 class RequestStatus(enum.Enum):
@@ -36,9 +41,15 @@ class Request:
     stop_reason: int | str | None = None
     num_preemptions: int = 0
     generator: torch.Generator | None = None
+    matcher: GrammarMatcher | None = None  # structured output: where the output is in its grammar
+    # prompt_logprobs: entry i is token i's logprob given the tokens before it (None for token 0)
+    prompt_logprobs: list[TokenLogprob | None] = field(default_factory=list)
+    error: str | None = None  # why the request failed, when finish_reason is "error"
 
     def __post_init__(self) -> None:
         self.all_token_ids = list(self.prompt_token_ids)
+        if self.params.prompt_logprobs is not None:
+            self.prompt_logprobs = [None]
         if self.params.seed is not None:
             self.generator = torch.Generator().manual_seed(self.params.seed)
 
@@ -53,6 +64,11 @@ class Request:
     @property
     def num_output_tokens(self) -> int:
         return len(self.output_token_ids)
+
+    @property
+    def needs_prompt_logprobs(self) -> bool:
+        """True while some asked-for prompt logprobs are still to be computed."""
+        return self.params.prompt_logprobs is not None and len(self.prompt_logprobs) < self.num_prompt_tokens
 
     @property
     def is_finished(self) -> bool:

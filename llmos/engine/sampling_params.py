@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from llmos.engine.structured_output import StructuredOutput
 from llmos.errors import InvalidRequest
 
 MAX_LOGPROBS = 20
@@ -16,7 +17,10 @@ class SamplingParams:
     """What to generate and how; field names follow vLLM / the OpenAI API.
 
     ``temperature == 0`` means greedy. ``max_tokens=None`` means "up to the context length".
-    ``logprobs=N`` returns the sampled token's logprob plus the N most likely alternatives.
+    ``logprobs=N`` returns the sampled token's logprob plus the N most likely alternatives;
+    ``prompt_logprobs=N`` the same for every prompt token (in the first output).
+    ``structured_output`` (a ``StructuredOutput`` or a dict of its fields, e.g. ``{"json": schema}``)
+    keeps the output inside a JSON schema, regex, choice or grammar.
     """
 
     max_tokens: int | None = 16
@@ -35,8 +39,24 @@ class SamplingParams:
     logprobs: int | None = None
     include_stop_str_in_output: bool = False
     skip_special_tokens: bool = True
+    prompt_logprobs: int | None = None
+    structured_output: StructuredOutput | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.structured_output, dict):
+            try:
+                self.structured_output = StructuredOutput(**self.structured_output)
+            except TypeError as exc:
+                raise InvalidRequest(
+                    f"Unknown structured output option: {exc}; use one of json, json_object, regex, "
+                    "choice, grammar.",
+                    param="response_format",
+                ) from exc
+        if self.structured_output is not None and not isinstance(self.structured_output, StructuredOutput):
+            raise InvalidRequest(
+                "structured_output must be a StructuredOutput or a dict such as {'json': schema}.",
+                param="response_format",
+            )
         if isinstance(self.stop, str):
             self.stop = [self.stop]
         self.stop = list(self.stop or [])
@@ -56,6 +76,11 @@ class SamplingParams:
             (
                 self.logprobs is not None and not 0 <= self.logprobs <= MAX_LOGPROBS,
                 "logprobs",
+                f"must be between 0 and {MAX_LOGPROBS}",
+            ),
+            (
+                self.prompt_logprobs is not None and not 0 <= self.prompt_logprobs <= MAX_LOGPROBS,
+                "prompt_logprobs",
                 f"must be between 0 and {MAX_LOGPROBS}",
             ),
             (len(self.stop) > MAX_STOP_STRINGS, "stop", f"at most {MAX_STOP_STRINGS} stop strings"),

@@ -54,9 +54,9 @@ class Scheduler:
             return out
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             request = self.waiting[0]
-            cached = (
-                self.block_manager.find_cached_blocks(request) if request.num_computed_tokens == 0 else []
-            )
+            # A request that wants prompt logprobs computes its whole prompt: cached blocks skip positions.
+            use_cache = request.num_computed_tokens == 0 and not request.needs_prompt_logprobs
+            cached = self.block_manager.find_cached_blocks(request) if use_cache else []
             num_new = min(request.num_tokens - len(cached) * self.block_manager.block_size, budget)
             if not self.block_manager.allocate(request, num_new, cached):
                 break
@@ -83,16 +83,39 @@ class Scheduler:
         for item in sched.scheduled:
             request = item.request
             request.num_computed_tokens += item.num_new_tokens
+            request.prompt_logprobs.extend(runner_out.prompt_logprobs.get(request.request_id, []))
+            error = runner_out.errors.get(request.request_id)
+            if error is not None:
+                request.error = error
+                self.finish(request, "error")
+                outputs.append(self._output(request, [], None))
+                continue
             token_id = runner_out.sampled_token_ids.get(request.request_id)
             if token_id is None:
                 self.block_manager.cache_full_blocks(request)
                 continue
             request.append_token(token_id)
             self.block_manager.cache_full_blocks(request)
-            self._check_stop(request, token_id)
+            if request.matcher is None or not self._advance_grammar(request, token_id):
+                self._check_stop(request, token_id)
             logprob = runner_out.logprobs.get(request.request_id)
             outputs.append(self._output(request, [token_id], [logprob] if logprob else None))
         return outputs
+
+    def _advance_grammar(self, request: Request, token_id: int) -> bool:
+        """Feed the sampled token to the request's grammar; True when that finished the request
+        (the grammar is complete: ``stop``, or it rejected the token: ``error``)."""
+        matcher = request.matcher
+        assert matcher is not None
+        error = matcher.accept(token_id)
+        if error is not None:
+            request.error = error
+            self.finish(request, "error")
+        elif matcher.is_stopped:
+            self.finish(request, "stop", token_id if token_id in request.eos_token_ids else None)
+        else:
+            return False
+        return True
 
     def _check_stop(self, request: Request, token_id: int) -> None:
         params = request.params
@@ -115,20 +138,23 @@ class Scheduler:
         else:
             self.waiting.remove(request)
         self.block_manager.free(request)
+        request.matcher = None
         request.status = RequestStatus.FINISHED
         request.finish_reason = reason
         request.stop_reason = stop_reason
         del self.requests[request.request_id]
 
-    def abort(self, request_id: str, reason: str = "abort") -> EngineOutput | None:
+    def abort(self, request_id: str, reason: str = "abort", error: str | None = None) -> EngineOutput | None:
         request = self.requests.get(request_id)
         if request is None:
             return None
+        request.error = error
         self.finish(request, reason)
         return self._output(request, [], None)
 
     @staticmethod
     def _output(request: Request, token_ids: list[int], logprobs: list | None) -> EngineOutput:
+        is_first = bool(token_ids) and request.num_output_tokens == 1
         return EngineOutput(
             request_id=request.request_id,
             new_token_ids=token_ids,
@@ -137,4 +163,6 @@ class Scheduler:
             stop_reason=request.stop_reason,
             num_prompt_tokens=request.num_prompt_tokens,
             num_cached_tokens=request.num_cached_tokens,
+            prompt_logprobs=request.prompt_logprobs if is_first and request.prompt_logprobs else None,
+            error=request.error,
         )

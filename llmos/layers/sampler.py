@@ -1,9 +1,10 @@
 """Turn one step's logits (one row per sequence) into sampled token ids and logprobs.
 
-Order of operations follows vLLM: logprobs are taken from the raw model distribution; then
-penalties, greedy argmax for temperature-0 rows, temperature, top-k, top-p, min-p, and a sample
-drawn with the exponential-race trick (``argmax(p / q)``, ``q ~ Exp(1)``), which lets every seeded
-request draw its noise from its own generator — its output does not depend on its batch mates.
+Order of operations follows vLLM: logprobs are taken from the raw model distribution; then the
+allowed-token masks of structured output, penalties, greedy argmax for temperature-0 rows,
+temperature, top-k, top-p, min-p, and a sample drawn with the exponential-race trick
+(``argmax(p / q)``, ``q ~ Exp(1)``), which lets every seeded request draw its noise from its own
+generator — its output does not depend on its batch mates.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class SamplingBatch:
     generators: list[torch.Generator | None]
     num_logprobs: list[int | None]
     penalties: list[Penalty] = field(default_factory=list)
+    guided_rows: list[int] = field(default_factory=list)  # rows constrained by structured output
+    allowed_tokens: Tensor | None = None  # [len(guided_rows), V] bool: True where a token may be sampled
 
 
 @dataclass(slots=True)
@@ -84,6 +87,9 @@ def sample(logits: Tensor, b: SamplingBatch) -> SamplerOutput:
     out = SamplerOutput(token_ids=[])
     max_logprobs = max((n for n in b.num_logprobs if n is not None), default=None)
     raw_logprobs = torch.log_softmax(logits, dim=-1) if max_logprobs is not None else None
+    if b.allowed_tokens is not None:
+        rows = torch.tensor(b.guided_rows, device=logits.device)
+        logits[rows] = logits[rows].masked_fill_(~b.allowed_tokens, float("-inf"))
     if b.penalties:
         apply_penalties(logits, b.penalties)
     greedy = torch.tensor([t == 0.0 for t in b.temperatures], device=logits.device)
