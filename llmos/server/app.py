@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -163,3 +164,9 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.pool.is_draining = True
         super().handle_exit(sig, frame)
+
+    def run(self, sockets: Any = None) -> None:
+        # uvicorn re-raises the captured signal once it has shut down, which would end the
+        # process "killed by SIGTERM"; a drained shutdown is a clean exit, so make that a no-op.
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        super().run(sockets)
