@@ -49,12 +49,13 @@ def render_chat_template(
     messages: list[dict[str, Any]],
     *,
     add_generation_prompt: bool = True,
+    tools: list[dict[str, Any]] | None = None,
     **special_tokens: Any,
 ) -> str:
     """Render ``messages`` with the template; raises InvalidRequest for templates that fail."""
     try:
         text = _compile(source).render(
-            messages=messages, add_generation_prompt=add_generation_prompt, tools=None, **special_tokens
+            messages=messages, add_generation_prompt=add_generation_prompt, tools=tools, **special_tokens
         )
     except InvalidRequest:
         raise

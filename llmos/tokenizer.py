@@ -44,7 +44,12 @@ class TextTokenizer:
     def decode(self, token_ids: list[int], skip_special_tokens: bool = True) -> str:
         return self.hf.decode(token_ids, skip_special_tokens=skip_special_tokens)
 
-    def render_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+    def render_chat(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
         if not self.chat_template:
             raise InvalidRequest(
                 "This model has no chat template (it is a base model): use a completion instead of chat.",
@@ -56,13 +61,20 @@ class TextTokenizer:
             self.chat_template,
             messages,
             add_generation_prompt=add_generation_prompt,
+            tools=tools,
             bos_token=self.hf.bos_token or "",
             eos_token=self.hf.eos_token or "",
         )
 
-    def encode_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> list[int]:
+    def encode_chat(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> list[int]:
         # The template writes the special tokens itself (BOS included), so none are added here.
-        return self.encode(self.render_chat(messages, add_generation_prompt), add_special_tokens=False)
+        text = self.render_chat(messages, add_generation_prompt, tools)
+        return self.encode(text, add_special_tokens=False)
 
 
 def _eos_ids(model_dir: Path, hf: Any) -> frozenset[int]:

@@ -30,10 +30,11 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
 @pytest.fixture(scope="session")
 def real_home() -> Path:
-    """A store holding the default model (pulled and converted on first use)."""
+    """A store holding the default model and the embedding model (pulled on first use)."""
     from llmos.registry import ensure_pulled
 
     ensure_pulled(REAL_HOME, "smollm2-135m-instruct")
+    ensure_pulled(REAL_HOME, "all-minilm-l6-v2")
     return REAL_HOME
 
 

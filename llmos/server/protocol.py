@@ -11,6 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmos.engine.sampling_params import MAX_LOGPROBS, MAX_STOP_STRINGS, SamplingParams
+from llmos.engine.structured_output import StructuredOutput
+from llmos.errors import InvalidRequest
 
 MAX_N = 8
 MAX_PROMPTS = 64
@@ -27,13 +29,62 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
     def to_template(self) -> dict[str, Any]:
         content = self.content
         if isinstance(content, list):
             content = "".join(part.text for part in content)
         role = "system" if self.role == "developer" else self.role
-        return {"role": role, "content": content or ""}
+        entry: dict[str, Any] = {"role": role, "content": content or ""}
+        if self.tool_calls:
+            entry["tool_calls"] = [dict(c, function=dict(c.get("function") or {})) for c in self.tool_calls]
+        if self.tool_call_id:
+            entry["tool_call_id"] = self.tool_call_id
+        if self.name:
+            entry["name"] = self.name
+        return entry
+
+
+class JsonSchemaFormat(BaseModel):
+    name: str = "output"
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=lambda: {"type": "object"}, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's ``response_format``: text, any JSON object, or a JSON schema."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class StructuredOutputs(BaseModel):
+    """vLLM's ``structured_outputs`` object: exactly one of these."""
+
+    json_: dict[str, Any] | str | None = Field(None, alias="json")
+    json_object: bool = False
+    regex: str | None = None
+    choice: list[str] | None = None
+    grammar: str | None = None
+
+
+class FunctionDefinition(BaseModel):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(BaseModel):
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"] = "function"
+    function: dict[str, str]
 
 
 class StreamOptions(BaseModel):
@@ -64,8 +115,51 @@ class SamplingFields(BaseModel):
     stop_token_ids: list[int] | None = None
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
+    response_format: ResponseFormat | None = None
+    structured_outputs: StructuredOutputs | None = None
+    guided_json: dict[str, Any] | str | None = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = None
 
-    def sampling_params(self, max_tokens: int | None, logprobs: int | None, index: int = 0) -> SamplingParams:
+    def structured_output(self) -> StructuredOutput | None:
+        """The one structured-output request among response_format, structured_outputs, guided_*."""
+        given: list[StructuredOutput] = []
+        fmt = self.response_format
+        if fmt is not None and fmt.type == "json_object":
+            given.append(StructuredOutput(json_object=True))
+        elif fmt is not None and fmt.type == "json_schema":
+            if fmt.json_schema is None:
+                raise InvalidRequest("response_format.json_schema is required.", param="response_format")
+            given.append(StructuredOutput(json=fmt.json_schema.schema_))
+        if self.structured_outputs is not None:
+            so = self.structured_outputs
+            given.append(StructuredOutput(so.json_, so.json_object, so.regex, so.choice, so.grammar))
+        guided = (self.guided_json, self.guided_regex, self.guided_choice, self.guided_grammar)
+        if any(g is not None for g in guided):
+            given.append(
+                StructuredOutput(
+                    json=self.guided_json,
+                    regex=self.guided_regex,
+                    choice=self.guided_choice,
+                    grammar=self.guided_grammar,
+                )
+            )
+        if len(given) > 1:
+            raise InvalidRequest(
+                "Give one of response_format, structured_outputs or guided_*, not several.",
+                param="response_format",
+            )
+        return given[0] if given else None
+
+    def sampling_params(
+        self,
+        max_tokens: int | None,
+        logprobs: int | None,
+        index: int = 0,
+        structured_output: StructuredOutput | None = None,
+        prompt_logprobs: int | None = None,
+    ) -> SamplingParams:
         stop = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
         return SamplingParams(
             max_tokens=max_tokens,
@@ -84,6 +178,8 @@ class SamplingFields(BaseModel):
             logprobs=logprobs,
             include_stop_str_in_output=self.include_stop_str_in_output,
             skip_special_tokens=self.skip_special_tokens,
+            structured_output=structured_output,
+            prompt_logprobs=prompt_logprobs,
         )
 
 
@@ -94,11 +190,14 @@ class ChatCompletionRequest(SamplingFields):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
     add_generation_prompt: bool = True
+    tools: list[Tool] | None = Field(None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
 
 class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: int | None = Field(16, ge=1)
+    max_tokens: int | None = Field(16, ge=0)  # 0 only with echo: score the prompt, generate nothing
     logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
     echo: bool = False
     suffix: str | None = None

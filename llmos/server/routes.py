@@ -23,15 +23,17 @@ from llmos.server.protocol import (
     CompletionRequest,
     DetokenizeRequest,
     EmbeddingRequest,
-    SamplingFields,
     TokenizeRequest,
 )
 from llmos.server.serving import (
     Generation,
     base,
     chat_logprobs,
-    chat_prompt,
+    chat_message,
+    chat_request,
+    completion_choice,
     completion_logprobs,
+    completion_params,
     completion_prompts,
     embedding_texts,
     encode_embedding,
@@ -39,6 +41,7 @@ from llmos.server.serving import (
     sse,
     usage,
 )
+from llmos.server.tools import ToolPlan
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -182,64 +185,70 @@ async def _collect(request: Request, generations: list[Generation]) -> list[list
     return work.result()
 
 
-def _params(body: SamplingFields, max_tokens: int | None, logprobs: int | None) -> list[SamplingParams]:
-    return [body.sampling_params(max_tokens, logprobs, i) for i in range(body.n)]
-
-
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     lease = await _lease(request, body.model, body.n)
     try:
         runtime: ModelRuntime = lease.runtime  # type: ignore[assignment]
-        prompt_ids = chat_prompt(runtime, body)
-        max_tokens = body.max_completion_tokens or body.max_tokens
-        num_logprobs = (body.top_logprobs or 0) if body.logprobs else None
-        params = _params(body, max_tokens, num_logprobs)
+        prompt_ids, plan, params = chat_request(runtime, body)
     except BaseException:
         lease.release()
         raise
     generation = _generation(request, lease, prompt_ids, params)
     if body.stream:
-        return _stream(_chat_chunks(runtime, body, generation), generation)
+        return _stream(_chat_chunks(runtime, body, generation, plan), generation)
     results = await _collect(request, [generation])
     if results is None:
         return Response(status_code=499)
     completions = results[0]
     _raise_failed(completions)
-    choices = [
-        {
-            "index": i,
-            "message": {"role": "assistant", "content": c.text},
-            "logprobs": chat_logprobs(runtime.tokenizer, c.logprobs),
-            "finish_reason": c.finish_reason,
-        }
-        for i, c in enumerate(completions)
-    ]
+    choices = []
+    for i, c in enumerate(completions):
+        message, finish_reason = chat_message(c.text, c.finish_reason, plan)
+        logprobs = chat_logprobs(runtime.tokenizer, c.logprobs)
+        choices.append({"index": i, "message": message, "logprobs": logprobs, "finish_reason": finish_reason})
     return JSONResponse(
         {**base("chat.completion", body.model), "choices": choices, "usage": usage(completions)}
     )
 
 
 async def _chat_chunks(
-    runtime: ModelRuntime, body: ChatCompletionRequest, generation: Generation
+    runtime: ModelRuntime, body: ChatCompletionRequest, generation: Generation, plan: ToolPlan
 ) -> AsyncIterator[str]:
+    """SSE chunks; with tools in play each choice's text is held back until it is complete,
+    then sent as one delta of tool calls (or of content, when the model called nothing)."""
     head = base("chat.completion.chunk", body.model)
     finals: dict[int, Completion] = {}
+    held: dict[int, list[str]] = {i: [] for i in range(body.n)}
     for i in range(body.n):
-        delta = {"role": "assistant", "content": ""}
-        yield sse(
-            {**head, "choices": [{"index": i, "delta": delta, "logprobs": None, "finish_reason": None}]}
-        )
+        first = {
+            "index": i,
+            "delta": {"role": "assistant", "content": ""},
+            "logprobs": None,
+            "finish_reason": None,
+        }
+        yield sse({**head, "choices": [first]})
     async for index, out in generation.stream():
         if out.finish_reason == "error":
             yield _error_event(out.error or "generation failed")
             yield sse("[DONE]")
             return
+        delta: dict[str, Any] = {"content": out.text} if out.text else {}
+        finish_reason = out.finish_reason
+        if plan.is_active:
+            held[index].append(out.text)
+            delta = {}
+            if out.finished:
+                message, finish_reason = chat_message("".join(held[index]), out.finish_reason, plan)
+                delta = {k: v for k, v in message.items() if k != "role" and v is not None}
+                calls: list[dict[str, Any]] = delta.get("tool_calls", [])
+                for n, call in enumerate(calls):
+                    call["index"] = n
         choice = {
             "index": index,
-            "delta": {"content": out.text} if out.text else {},
+            "delta": delta,
             "logprobs": chat_logprobs(runtime.tokenizer, out.logprobs),
-            "finish_reason": out.finish_reason,
+            "finish_reason": finish_reason,
         }
         yield sse({**head, "choices": [choice]})
         if out.finished:
@@ -255,7 +264,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     try:
         runtime: ModelRuntime = lease.runtime  # type: ignore[assignment]
         prompts = completion_prompts(runtime, body)
-        params = _params(body, body.max_tokens, body.logprobs)
+        params = completion_params(body)
     except BaseException:
         lease.release()
         raise
@@ -276,16 +285,8 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     choices: list[dict[str, Any]] = []
     for prompt, completions_ in zip(prompts, results):
         _raise_failed(completions_)
-        prefix = runtime.tokenizer.decode(prompt) if body.echo else ""
         for c in completions_:
-            choices.append(
-                {
-                    "index": len(choices),
-                    "text": prefix + c.text,
-                    "logprobs": completion_logprobs(runtime.tokenizer, c.logprobs, len(prefix)),
-                    "finish_reason": c.finish_reason,
-                }
-            )
+            choices.append(completion_choice(runtime.tokenizer, body, prompt, c, len(choices)))
     total = [usage(r) for r in results]
     summed = {k: sum(u[k] for u in total) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
     return JSONResponse({**base("text_completion", body.model), "choices": choices, "usage": summed})

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from llmos.engine.outputs import Completion, RequestOutput, TokenLogprob
 from llmos.engine.sampling_params import SamplingParams
@@ -19,6 +20,8 @@ from llmos.runtime import ModelRuntime
 from llmos.server.metrics import ServerMetrics
 from llmos.server.model_pool import Lease
 from llmos.server.protocol import MAX_PROMPTS, ChatCompletionRequest, CompletionRequest
+from llmos.server.tools import ToolPlan, parse_tool_calls, plan_tools, template_messages, tools_for_prompt
+from llmos.server.tools import structured_output as tool_grammar
 from llmos.tokenizer import TextTokenizer
 
 
@@ -52,21 +55,66 @@ def chat_logprobs(tokenizer: TextTokenizer, logprobs: list[TokenLogprob] | None)
     }
 
 
+LogprobEntry = tuple[int, float | None, list[tuple[int, float]] | None]
+
+
 def completion_logprobs(
-    tokenizer: TextTokenizer, logprobs: list[TokenLogprob] | None, offset: int = 0
+    tokenizer: TextTokenizer,
+    logprobs: list[TokenLogprob] | None,
+    offset: int = 0,
+    prompt: tuple[list[int], list[TokenLogprob | None]] | None = None,
 ) -> dict | None:
-    if logprobs is None:
+    """The legacy completions ``logprobs`` object; with ``prompt`` (ids, prompt logprobs) the echoed
+    prompt tokens come first, the very first one with ``null`` logprobs (it has no context)."""
+    if logprobs is None and prompt is None:
         return None
-    tokens = [_token_text(tokenizer, lp.token_id) for lp in logprobs]
+    entries: list[LogprobEntry] = []
+    if prompt is not None:
+        for token_id, lp in zip(*prompt):
+            entries.append((token_id, None, None) if lp is None else (token_id, lp.logprob, lp.top))
+    entries += [(lp.token_id, lp.logprob, lp.top) for lp in logprobs or []]
+    tokens = [_token_text(tokenizer, token_id) for token_id, _, _ in entries]
     offsets, position = [], offset
     for token in tokens:
         offsets.append(position)
         position += len(token)
     return {
         "tokens": tokens,
-        "token_logprobs": [lp.logprob for lp in logprobs],
-        "top_logprobs": [{_token_text(tokenizer, t): v for t, v in lp.top} for lp in logprobs],
+        "token_logprobs": [value for _, value, _ in entries],
+        "top_logprobs": [
+            None if top is None else {_token_text(tokenizer, t): v for t, v in top} for _, _, top in entries
+        ],
         "text_offset": offsets,
+    }
+
+
+def completion_params(body: CompletionRequest) -> list[SamplingParams]:
+    """One SamplingParams per choice. ``max_tokens=0`` with ``echo`` scores the prompt only (one
+    token is generated and dropped); ``echo`` with ``logprobs`` asks the engine for prompt logprobs."""
+    if body.max_tokens == 0 and not body.echo:
+        raise InvalidRequest("max_tokens=0 needs echo=true (it scores the prompt only).", param="max_tokens")
+    max_tokens = 1 if body.max_tokens == 0 else body.max_tokens
+    prompt_logprobs = body.logprobs if body.echo and body.logprobs is not None else None
+    structured = body.structured_output()
+    return [
+        body.sampling_params(max_tokens, body.logprobs, i, structured, prompt_logprobs) for i in range(body.n)
+    ]
+
+
+def completion_choice(
+    tokenizer: TextTokenizer, body: CompletionRequest, prompt_ids: list[int], c: Completion, index: int
+) -> dict[str, Any]:
+    score_only = body.max_tokens == 0
+    prefix = tokenizer.decode(prompt_ids) if body.echo else ""
+    logprobs = None if score_only and body.logprobs is not None else c.logprobs
+    prompt = (prompt_ids, c.prompt_logprobs) if body.echo and c.prompt_logprobs is not None else None
+    if score_only:
+        c.num_output_tokens = 0
+    return {
+        "index": index,
+        "text": prefix + ("" if score_only else c.text),
+        "logprobs": None if body.logprobs is None else completion_logprobs(tokenizer, logprobs, 0, prompt),
+        "finish_reason": "length" if score_only else c.finish_reason,
     }
 
 
@@ -145,9 +193,35 @@ class Generation:
         return [Completion.merge(outs) for outs in outputs]
 
 
-def chat_prompt(runtime: ModelRuntime, body: ChatCompletionRequest) -> list[int]:
-    messages = [m.to_template() for m in body.messages]
-    return runtime.tokenizer.encode_chat(messages, add_generation_prompt=body.add_generation_prompt)
+def chat_request(
+    runtime: ModelRuntime, body: ChatCompletionRequest
+) -> tuple[list[int], ToolPlan, list[SamplingParams]]:
+    """The prompt (tools rendered), the tool plan, and one SamplingParams per choice."""
+    choice = body.tool_choice.model_dump() if isinstance(body.tool_choice, BaseModel) else body.tool_choice
+    plan = plan_tools([t.model_dump(exclude_none=True) for t in body.tools or []], choice)
+    structured, forced = body.structured_output(), tool_grammar(plan)
+    if structured is not None and forced is not None:
+        raise InvalidRequest(
+            "A forced tool call cannot be combined with response_format.", param="tool_choice"
+        )
+    messages, tools = tools_for_prompt(
+        plan, template_messages(body.messages), runtime.tokenizer.chat_template
+    )
+    prompt_ids = runtime.tokenizer.encode_chat(messages, body.add_generation_prompt, tools)
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    num_logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    params = [body.sampling_params(max_tokens, num_logprobs, i, structured or forced) for i in range(body.n)]
+    return prompt_ids, plan, params
+
+
+def chat_message(text: str, finish_reason: str | None, plan: ToolPlan) -> tuple[dict[str, Any], str | None]:
+    """The assistant message for ``text`` (tool calls parsed out) and the finish reason to report."""
+    content, calls = parse_tool_calls(text, plan)
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if calls:
+        message["tool_calls"] = calls
+        return message, "tool_calls"
+    return message, finish_reason
 
 
 def num_prompts(body: CompletionRequest) -> int:
