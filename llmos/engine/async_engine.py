@@ -154,6 +154,7 @@ class AsyncEngine:
             num_cached_tokens=out.num_cached_tokens,
             error=(out.error or str(self.error)) if stream.finish_reason == "error" else None,
             prompt_logprobs=out.prompt_logprobs,
+            queue_seconds=out.queue_seconds,
         )
         if result.finished:
             del self._streams[out.request_id]

@@ -66,6 +66,7 @@ class EngineOutput:
     num_cached_tokens: int = 0
     prompt_logprobs: list[TokenLogprob | None] | None = None  # with the first token only
     error: str | None = None
+    queue_seconds: float | None = None  # arrival to first scheduled (None while still waiting)
 
 
 @dataclass(slots=True)
@@ -83,6 +84,7 @@ class RequestOutput:
     num_cached_tokens: int = 0
     error: str | None = None
     prompt_logprobs: list[TokenLogprob | None] | None = None  # in the first output only
+    queue_seconds: float | None = None  # arrival to first scheduled
 
     @property
     def finished(self) -> bool:

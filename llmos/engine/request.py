@@ -41,6 +41,7 @@ class Request:
     stop_reason: int | str | None = None
     num_preemptions: int = 0
     generator: torch.Generator | None = None
+    queue_seconds: float | None = None  # from arrival to first scheduled
     matcher: GrammarMatcher | None = None  # structured output: where the output is in its grammar
     # prompt_logprobs: entry i is token i's logprob given the tokens before it (None for token 0)
     prompt_logprobs: list[TokenLogprob | None] = field(default_factory=list)

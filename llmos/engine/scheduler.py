@@ -8,6 +8,7 @@ request is preempted: its blocks are freed and it is recomputed later (prompt + 
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 from llmos.engine.block_manager import BlockManager
@@ -62,6 +63,7 @@ class Scheduler:
                 break
             if not request.num_preemptions:
                 request.num_cached_tokens = len(cached) * self.block_manager.block_size
+                request.queue_seconds = time.monotonic() - request.arrival_time
             self.waiting.popleft()
             request.status = RequestStatus.RUNNING
             self.running.append(request)
@@ -165,4 +167,5 @@ class Scheduler:
             num_cached_tokens=request.num_cached_tokens,
             prompt_logprobs=request.prompt_logprobs if is_first and request.prompt_logprobs else None,
             error=request.error,
+            queue_seconds=request.queue_seconds,
         )

@@ -177,7 +177,7 @@ class Generation:
                 if clocks:
                     clocks[index].token(len(out.token_ids))
                     if out.finished:
-                        clocks[index].finish(out.finish_reason, getattr(out, "queue_seconds", None))
+                        clocks[index].finish(out.finish_reason, out.queue_seconds)
                 yield item
         finally:
             for task in tasks:

@@ -113,6 +113,7 @@ def test_metrics_count_tokens_and_finish_reasons_by_model(client: TestClient) ->
     assert 'llmos:generation_tokens_total{model_name="tiny:1"} 3.0' in text
     assert 'llmos:request_success_total{finished_reason="length",model_name="tiny:1"} 1.0' in text
     assert 'llmos:time_to_first_token_seconds_count{model_name="tiny:1"} 1.0' in text
+    assert 'llmos:request_queue_time_seconds_count{model_name="tiny:1"} 1.0' in text
     assert 'llmos:num_requests_running{model_name="tiny:1"} 0.0' in text
     assert "llmos:kv_cache_usage_perc" in text and "llmos:model_load_seconds_total" in text
     overflow = _chat(client, max_tokens=100_000)
