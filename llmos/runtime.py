@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmos.config import Settings
 from llmos.engine.async_engine import AsyncEngine
@@ -20,6 +20,9 @@ from llmos.engine.engine import Engine
 from llmos.engine.structured_output import StructuredOutputBackend
 from llmos.errors import InvalidModelFile, UnsupportedArchitecture
 from llmos.tokenizer import TextTokenizer
+
+if TYPE_CHECKING:
+    from llmos.embeddings import EmbeddingRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -125,3 +128,13 @@ def _structured_output_backend(tokenizer: TextTokenizer) -> StructuredOutputBack
         logger.warning("the tokenizer is not a fast tokenizer: structured output is unavailable")
         return None
     return StructuredOutputBackend.from_hf_tokenizer(tokenizer.hf, tokenizer.eos_token_ids)
+
+
+def load_any_runtime(ref: str | Path, settings: Settings) -> ModelRuntime | EmbeddingRuntime:
+    """A generation runtime, or an embedding runtime when the manifest says ``kind: embedding``."""
+    name, path, manifest = resolve_model_dir(ref, settings)
+    if manifest.get("kind") != "embedding":
+        return load_runtime(ref, settings, verify=False)  # verified just now
+    from llmos.embeddings import load_embedding_runtime
+
+    return load_embedding_runtime(name, path, manifest, device=str(resolve_device(settings.device)))

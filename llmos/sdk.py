@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from llmos.config import Settings
+from llmos.embeddings import EmbeddingRuntime
 from llmos.engine.outputs import Completion
 from llmos.engine.sampling_params import SamplingParams
 from llmos.errors import InvalidRequest
-from llmos.runtime import ModelRuntime, load_runtime
+from llmos.runtime import ModelRuntime, load_any_runtime
 
 Messages = list[dict[str, Any]] | str
 
@@ -104,13 +105,50 @@ class Model:
                 yield out.text
 
 
-def load_model(ref: str | Path, **settings: Any) -> Model:
-    """Load a model by name (``smollm2``), ``name:version``, or a Hugging Face folder path.
+class EmbeddingModel:
+    """A loaded embedding model (``llmos.load_model("all-minilm-l6-v2")``)."""
+
+    def __init__(self, runtime: EmbeddingRuntime):
+        self.runtime = runtime
+
+    @property
+    def name(self) -> str:
+        return self.runtime.name
+
+    @property
+    def dimensions(self) -> int:
+        return self.runtime.dimensions
+
+    def __repr__(self) -> str:
+        return f"<llmos.EmbeddingModel {self.name}>"
+
+    def __enter__(self) -> EmbeddingModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def embed(self, texts: str | list[str], *, normalize: bool = True) -> list[list[float]]:
+        """One vector per text (unit length unless ``normalize=False``), in order."""
+        return self.runtime.embed(
+            [texts] if isinstance(texts, str) else list(texts), normalize=normalize
+        ).vectors
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+def load_model(ref: str | Path, **settings: Any) -> Any:
+    """Load a model by name (``smollm2``), ``name:version``, or a Hugging Face folder path: a
+    ``Model`` for generation, an ``EmbeddingModel`` (``embed``) for an embedding model.
 
     Keyword arguments override ``Settings`` fields (``device``, ``dtype``, ``max_model_len``…).
     Raises ``llmos.errors.ModelNotFound`` (with the command to pull it) and friends.
     """
-    return Model(load_runtime(ref, Settings.from_env(**settings)))
+    runtime = load_any_runtime(ref, Settings.from_env(**settings))
+    if isinstance(runtime, ModelRuntime):
+        return Model(runtime)
+    return EmbeddingModel(runtime)
 
 
 class LLM:

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from llmos.config import Settings
-from llmos.embeddings import EmbeddingRuntime, load_embedding_runtime
-from llmos.engine.config import resolve_device
+from llmos.embeddings import EmbeddingRuntime
 from llmos.errors import InvalidRequest, ServerBusy, ServiceUnavailable
-from llmos.runtime import ModelRuntime, load_runtime, resolve_model_dir
+from llmos.runtime import ModelRuntime, load_any_runtime, resolve_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +121,7 @@ class ModelPool:
             entry = self.entries.get(name)
             if entry is None:
                 self._make_room(_estimate_bytes(path), exclude=name)
-                runtime = self._load_runtime(ref, name, path, manifest)
+                runtime = self._load_runtime(ref)
                 if self.metrics is not None:
                     self.metrics.model_load_seconds.labels(name).inc(runtime.load_seconds)
                 entry = PoolEntry(runtime, self._keep_alive(keep_alive), pin, runtime_memory_bytes(runtime))
@@ -136,17 +135,13 @@ class ModelPool:
                     self.names[alias] = name
             return entry
 
-    def _load_runtime(self, ref: str, name: str, path: Path, manifest: dict[str, Any]) -> Runtime:
-        if manifest.get("kind") != "embedding":
-            return load_runtime(ref, self.settings)
-        from llmos.registry import Registry
-
-        registry = Registry(self.settings)
-        try:
-            registry.verify(registry.resolve(name))
-        finally:
-            registry.close()
-        return load_embedding_runtime(name, path, manifest, device=str(resolve_device(self.settings.device)))
+    def _load_runtime(self, ref: str) -> Runtime:
+        runtime = load_any_runtime(ref, self.settings)
+        if isinstance(runtime, ModelRuntime) and runtime.engine.engine.structured_output is not None:
+            # Convert the vocabulary for grammars now, not inside the first guided request.
+            backend = runtime.engine.engine.structured_output
+            threading.Thread(target=lambda: backend.tokenizer, name="llmos-grammar", daemon=True).start()
+        return runtime
 
     def _keep_alive(self, value: float | None) -> float | None:
         value = self.settings.keep_alive if value is None else value

@@ -82,3 +82,22 @@ def test_seed_style_llm_object(real_home: Path) -> None:
         assert llm.generate_text("The capital of France is", max_tokens=8, temperature=0)
     finally:
         llm.model.close()
+
+
+def test_embedding_model_in_process_matches_sentence_transformers(real_home: Path) -> None:
+    import math
+
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["A cat sits on the mat.", "A kitten is lying on the rug.", "Stock markets fell sharply today."]
+    with llmos.load_model("minilm", home=real_home) as model:
+        assert model.dimensions == 384
+        vectors = model.embed(texts)
+        path = model.runtime.path
+    reference = SentenceTransformer(str(path), device="cpu").encode(texts, normalize_embeddings=True)
+    for got, want in zip(vectors, reference):
+        assert max(abs(a - b) for a, b in zip(got, want.tolist())) < 1e-5
+        assert math.isclose(sum(v * v for v in got), 1.0, rel_tol=1e-4)
+    assert sum(a * b for a, b in zip(vectors[0], vectors[1])) > sum(
+        a * b for a, b in zip(vectors[0], vectors[2])
+    )
