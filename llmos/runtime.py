@@ -53,12 +53,17 @@ def _context_length(config: dict[str, Any]) -> int:
 
 
 def resolve_model_dir(
-    ref: str | Path, settings: Settings, verify: bool = True
+    ref: str | Path, settings: Settings, verify: bool = True, allow_path: bool = True
 ) -> tuple[str, Path, dict[str, Any]]:
-    """(display name, folder, manifest) for a registry reference or a local folder path."""
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        return path.name, path, {}
+    """(display name, folder, manifest) for a registry reference or, when ``allow_path``, a local
+    folder path (the server never allows one: a client must not make it load arbitrary folders)."""
+    if allow_path:
+        try:
+            path = Path(ref).expanduser()
+        except RuntimeError:  # "~user" naming no user: not a folder, so a registry name
+            path = Path(ref)
+        if path.is_dir():
+            return path.name, path, {}
     from llmos.registry import Registry
 
     registry = Registry(settings)
@@ -68,10 +73,12 @@ def resolve_model_dir(
     return f"{version.name}:{version.version}", Path(version.path), dict(version.manifest)
 
 
-def load_runtime(ref: str | Path, settings: Settings, *, verify: bool = True) -> ModelRuntime:
+def load_runtime(
+    ref: str | Path, settings: Settings, *, verify: bool = True, allow_path: bool = True
+) -> ModelRuntime:
     """Load a model for inference. Raises ModelNotFound, CorruptArtifact, InvalidModelFile."""
     start = time.perf_counter()
-    name, path, manifest = resolve_model_dir(ref, settings, verify)
+    name, path, manifest = resolve_model_dir(ref, settings, verify, allow_path)
     config_file = path / "config.json"
     if not config_file.exists():
         raise InvalidModelFile(f"{name} has no config.json; it is not a Hugging Face model folder.")
@@ -130,11 +137,13 @@ def _structured_output_backend(tokenizer: TextTokenizer) -> StructuredOutputBack
     return StructuredOutputBackend.from_hf_tokenizer(tokenizer.hf, tokenizer.eos_token_ids)
 
 
-def load_any_runtime(ref: str | Path, settings: Settings) -> ModelRuntime | EmbeddingRuntime:
+def load_any_runtime(
+    ref: str | Path, settings: Settings, allow_path: bool = True
+) -> ModelRuntime | EmbeddingRuntime:
     """A generation runtime, or an embedding runtime when the manifest says ``kind: embedding``."""
-    name, path, manifest = resolve_model_dir(ref, settings)
+    name, path, manifest = resolve_model_dir(ref, settings, allow_path=allow_path)
     if manifest.get("kind") != "embedding":
-        return load_runtime(ref, settings, verify=False)  # verified just now
+        return load_runtime(ref, settings, verify=False, allow_path=allow_path)  # verified just now
     from llmos.embeddings import load_embedding_runtime
 
     return load_embedding_runtime(name, path, manifest, device=str(resolve_device(settings.device)))

@@ -117,7 +117,7 @@ class ModelPool:
         """Load ``ref`` on this thread. ``keep_alive``: idle seconds before unloading (None: the
         server's default, negative: never); an already loaded model gets the new keep-alive/pin."""
         with self._load_lock:
-            name, path, manifest = resolve_model_dir(ref, self.settings, verify=False)
+            name, path, manifest = resolve_model_dir(ref, self.settings, verify=False, allow_path=False)
             entry = self.entries.get(name)
             if entry is None:
                 self._make_room(_estimate_bytes(path), exclude=name)
@@ -136,11 +136,18 @@ class ModelPool:
             return entry
 
     def _load_runtime(self, ref: str) -> Runtime:
-        runtime = load_any_runtime(ref, self.settings)
+        runtime = load_any_runtime(ref, self.settings, allow_path=False)
         if isinstance(runtime, ModelRuntime) and runtime.engine.engine.structured_output is not None:
             # Convert the vocabulary for grammars now, not inside the first guided request.
             backend = runtime.engine.engine.structured_output
-            threading.Thread(target=lambda: backend.tokenizer, name="llmos-grammar", daemon=True).start()
+
+            def warm() -> None:
+                try:
+                    _ = backend.tokenizer
+                except Exception as exc:  # the first guided request reports it as a 400
+                    logger.info("no structured output for %s: %s", runtime.name, exc)
+
+            threading.Thread(target=warm, name="llmos-grammar", daemon=True).start()
         return runtime
 
     def _keep_alive(self, value: float | None) -> float | None:

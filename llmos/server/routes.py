@@ -94,7 +94,11 @@ async def list_models(request: Request) -> dict[str, Any]:
     try:
         from llmos.registry import Registry
 
-        names.update(dict.fromkeys(v.name for v in Registry(pool.settings).list()))
+        registry = Registry(pool.settings)
+        try:
+            names.update(dict.fromkeys(v.name for v in registry.list()))
+        finally:
+            registry.close()
     except Exception:  # the listing of loaded models must work even if the store is unreadable
         logger.exception("cannot list the registry's models")
     return {

@@ -47,7 +47,7 @@ def test_no_operation_answers_5xx(api_schema: schemathesis.BaseSchema) -> None:
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
         def run(case: schemathesis.Case) -> None:
             if (
                 isinstance(case.body, dict)

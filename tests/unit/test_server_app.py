@@ -156,3 +156,13 @@ def test_an_embedding_request_to_a_generation_model_is_a_clear_400(client: TestC
     response = client.post("/v1/embeddings", json={"model": "tiny", "input": "hello"})
     assert response.status_code == 400
     assert "/v1/chat/completions" in response.json()["error"]["message"]
+
+
+def test_the_server_never_loads_a_folder_path_named_by_a_client(
+    client: TestClient, tiny_folder: Path
+) -> None:
+    for name in (str(tiny_folder), ".", "~root"):
+        response = _chat(client, model=name)
+        assert response.status_code in (400, 404), name
+        assert response.json()["error"]["code"] in ("invalid_model_name", "model_not_found")
+    assert [row["name"] for row in client.get("/api/ps").json()["models"]] == ["tiny:1"]
