@@ -35,7 +35,7 @@ class Settings:
     max_loaded_models: int = 3
     memory_budget_mb: int = 0  # 0: only max_loaded_models limits the pool
     max_waiting_requests: int = 256  # per model, beyond the running batch; then 429
-    request_timeout: int = 600  # seconds before a request is aborted
+    request_timeout: float = 600.0  # seconds before a request is aborted
     max_request_bytes: int = 16 << 20  # bigger bodies get 413
     drain_timeout: int = 30  # seconds SIGTERM waits for in-flight requests
 
@@ -55,6 +55,8 @@ class Settings:
                 values[f.name] = Path(raw).expanduser()
             elif f.type in ("int", int):
                 values[f.name] = int(raw)
+            elif f.type in ("float", float):
+                values[f.name] = float(raw)
             elif f.type in ("bool", bool):
                 values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
             else:

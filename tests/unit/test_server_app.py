@@ -4,6 +4,7 @@ the native /api model routes and their errors."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,8 +41,6 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 def _wait_ready(c: TestClient, headers: dict[str, str] | None = None) -> None:
-    import time
-
     for _ in range(200):
         if c.get("/ready", headers=headers).status_code == 200:
             return
@@ -166,3 +165,19 @@ def test_the_server_never_loads_a_folder_path_named_by_a_client(
         assert response.status_code in (400, 404), name
         assert response.json()["error"]["code"] in ("invalid_model_name", "model_not_found")
     assert [row["name"] for row in client.get("/api/ps").json()["models"]] == ["tiny:1"]
+
+
+def test_a_request_past_its_deadline_is_aborted_with_408(settings: Settings) -> None:
+    settings.request_timeout = 0.05  # 500 tokens take far longer, even for the tiny model
+    with TestClient(create_app(settings, preload=["tiny"])) as c:
+        _wait_ready(c)
+        response = _chat(c, max_tokens=500, ignore_eos=True)
+        assert response.status_code == 408, response.text
+        assert response.json()["error"]["type"] == "timeout_error"
+        assert 'reason="timeout"' in c.get("/metrics").text
+        for _ in range(40):  # the aborted request leaves the engine at once
+            if 'llmos:num_requests_running{model_name="tiny:1"} 0.0' in c.get("/metrics").text:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the timed-out request is still running")
