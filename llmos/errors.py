@@ -127,3 +127,4 @@ class ServiceUnavailable(LLMOSError):
     def __init__(self, message: str, *, retry_after: int | None = None, param: str | None = None) -> None:
         super().__init__(message, param=param)
         self.retry_after = retry_after
+

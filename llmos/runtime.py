@@ -2,6 +2,7 @@
 
 ``load_runtime`` is shared by the SDK (``llmos.load_model``), the CLI and the server, so all three
 load a model the same way: resolve → verify digests → build the engine → start the loop thread.
+``base+adapter`` references (or an adapter version alone) load the base with the LoRA merged in.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from llmos.tokenizer import TextTokenizer
 
 if TYPE_CHECKING:
     from llmos.embeddings import EmbeddingRuntime
+    from llmos.registry.lora import LoraAdapter
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class ModelRuntime:
     engine: AsyncEngine
     max_model_len: int
     load_seconds: float
+    adapters: list[str] = field(default_factory=list)  # refs of the LoRA adapters merged in
 
     @property
     def is_healthy(self) -> bool:
@@ -52,25 +55,62 @@ def _context_length(config: dict[str, Any]) -> int:
     return 2048
 
 
-def resolve_model_dir(
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    """What a reference names: the base folder to load and the adapter folders to merge into it."""
+
+    name: str  # "smollm2-135m-instruct:1", or "smollm2-135m-instruct+my-adapter:2" with an adapter
+    path: Path
+    manifest: dict[str, Any]  # the base's
+    adapter_refs: tuple[str, ...] = ()
+    adapter_dirs: tuple[Path, ...] = ()
+
+
+def resolve_model(
     ref: str | Path, settings: Settings, verify: bool = True, allow_path: bool = True
-) -> tuple[str, Path, dict[str, Any]]:
-    """(display name, folder, manifest) for a registry reference or, when ``allow_path``, a local
-    folder path (the server never allows one: a client must not make it load arbitrary folders)."""
+) -> ResolvedModel:
+    """Resolve a registry reference (``name``, ``name:N``, ``base+adapter``, an adapter version)
+    or, when ``allow_path``, a local folder path (the server never allows one: a client must not make
+    it load arbitrary folders). Raises ModelNotFound, InvalidRequest, CorruptArtifact."""
     if allow_path:
         try:
             path = Path(ref).expanduser()
         except RuntimeError:  # "~user" naming no user: not a folder, so a registry name
             path = Path(ref)
         if path.is_dir():
-            return path.name, path, {}
+            return ResolvedModel(path.name, path, {})
     from llmos.registry import Registry
+    from llmos.registry.lora import resolve_adapter
 
-    registry = Registry(settings)
-    version = registry.resolve(str(ref))
-    if verify:
-        registry.verify(version)
-    return f"{version.name}:{version.version}", Path(version.path), dict(version.manifest)
+    registry = Registry(settings, recover=False)  # reading: cleanup belongs to writers and `llmos gc`
+    try:
+        # "+" is in no valid model name, so splitting on it is unambiguous
+        base_ref, plus, adapter_ref = str(ref).partition("+")
+        if plus:
+            base, adapter = resolve_adapter(registry, adapter_ref, base_ref)
+        else:
+            version = registry.resolve(base_ref)
+            if version.manifest.get("kind") != "adapter":
+                if verify:
+                    registry.verify(version)
+                return ResolvedModel(version.ref, Path(version.path), dict(version.manifest))
+            base, adapter = resolve_adapter(registry, version.ref)  # an adapter alone: on its base
+        if verify:
+            registry.verify(base)
+            registry.verify(adapter)
+    finally:
+        registry.close()
+    # the base's name without its version, so the pool's bare alias is "base+adapter"
+    name = f"{base.name}+{adapter.ref}"
+    return ResolvedModel(name, Path(base.path), dict(base.manifest), (adapter.ref,), (Path(adapter.path),))
+
+
+def resolve_model_dir(
+    ref: str | Path, settings: Settings, verify: bool = True, allow_path: bool = True
+) -> tuple[str, Path, dict[str, Any]]:
+    """(display name, base folder, manifest) of ``resolve_model``."""
+    resolved = resolve_model(ref, settings, verify, allow_path)
+    return resolved.name, resolved.path, resolved.manifest
 
 
 def load_runtime(
@@ -78,7 +118,8 @@ def load_runtime(
 ) -> ModelRuntime:
     """Load a model for inference. Raises ModelNotFound, CorruptArtifact, InvalidModelFile."""
     start = time.perf_counter()
-    name, path, manifest = resolve_model_dir(ref, settings, verify, allow_path)
+    resolved = resolve_model(ref, settings, verify, allow_path)
+    name, path, manifest = resolved.name, resolved.path, resolved.manifest
     config_file = path / "config.json"
     if not config_file.exists():
         raise InvalidModelFile(f"{name} has no config.json; it is not a Hugging Face model folder.")
@@ -101,10 +142,13 @@ def load_runtime(
 
     tokenizer = TextTokenizer.from_dir(path)
     structured_output = _structured_output_backend(tokenizer)
+    adapters = _read_adapters(resolved)
 
     def build_engine() -> Engine:
+        from llmos.models.loader import load_model
+
         try:
-            return Engine.from_model_dir(path, engine_config, structured_output)
+            model = load_model(path, engine_config.dtype, engine_config.device, adapters)
         except UnsupportedArchitecture as exc:
             from llmos.models.hf_fallback import load_fallback_model
 
@@ -112,7 +156,12 @@ def load_runtime(
             model = load_fallback_model(
                 path, engine_config.dtype, engine_config.device, settings.trust_remote_code
             )
-            return Engine(model, engine_config, getattr(model, "vocab_size", None), structured_output)
+            if adapters:
+                from llmos.registry.lora import merge_into
+
+                for adapter in adapters:
+                    merge_into(model.hf, adapter)
+        return Engine(model, engine_config, getattr(model, "vocab_size", None), structured_output)
 
     engine = AsyncEngine(build_engine, tokenizer, tokenizer.eos_token_ids)
     seconds = time.perf_counter() - start
@@ -125,7 +174,20 @@ def load_runtime(
         engine=engine,
         max_model_len=engine_config.max_model_len,
         load_seconds=seconds,
+        adapters=list(resolved.adapter_refs),
     )
+
+
+def _read_adapters(resolved: ResolvedModel) -> list[LoraAdapter]:
+    """The resolved LoRA adapters, each checked against the base before any weight is loaded."""
+    if not resolved.adapter_dirs:
+        return []
+    from llmos.registry.lora import LoraAdapter
+
+    adapters = [LoraAdapter.from_dir(folder) for folder in resolved.adapter_dirs]
+    for adapter in adapters:
+        adapter.check_base(resolved.path)
+    return adapters
 
 
 def _structured_output_backend(tokenizer: TextTokenizer) -> StructuredOutputBackend | None:

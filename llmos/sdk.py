@@ -138,13 +138,17 @@ class EmbeddingModel:
         self.runtime.close()
 
 
-def load_model(ref: str | Path, **settings: Any) -> Any:
+def load_model(ref: str | Path, *, adapter: str | None = None, **settings: Any) -> Any:
     """Load a model by name (``smollm2``), ``name:version``, or a Hugging Face folder path: a
     ``Model`` for generation, an ``EmbeddingModel`` (``embed``) for an embedding model.
 
+    A LoRA adapter version is merged in at load time: ``load_model("smollm2+my-adapter")``, or
+    ``load_model("smollm2", adapter="my-adapter")``, or the adapter alone (on the base it names).
     Keyword arguments override ``Settings`` fields (``device``, ``dtype``, ``max_model_len``…).
     Raises ``llmos.errors.ModelNotFound`` (with the command to pull it) and friends.
     """
+    if adapter is not None:
+        ref = f"{ref}+{adapter}"
     runtime = load_any_runtime(ref, Settings.from_env(**settings))
     if isinstance(runtime, ModelRuntime):
         return Model(runtime)

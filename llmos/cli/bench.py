@@ -12,13 +12,16 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from llmos.benchmark import SYSTEMS, BenchmarkOptions, parse_span, run_benchmark
 from llmos.cli.console import cli_errors, console, err_console, format_bytes
 from llmos.config import Settings
+
+SYSTEMS = ("llmos", "hf-static", "hf-serial", "llmos-serial")  # llmos.benchmark.SYSTEMS, without torch
 
 
 def _span(text: str | None, option: str) -> tuple[int, int] | None:
     try:
+        from llmos.benchmark import parse_span  # torch: imported only when benchmarking
+
         return parse_span(text) if text else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=option) from None
@@ -70,6 +73,8 @@ def bench(
     settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
     spans = {"prompt_len": _span(prompt_len, "--prompt-len"), "output_len": _span(output_len, "--output-len")}
     with cli_errors():
+        from llmos.benchmark import BenchmarkOptions, run_benchmark
+
         options = BenchmarkOptions.create(
             quick, model=model, dtype=dtype, num_requests=num_requests, batch_size=batch_size, subset=subset,
             threads=threads, systems=tuple(s for s in systems.split(",") if s), **spans,

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from llmos import __version__
-from llmos.cli import bench, models, server
+from llmos.cli import bench, models, server, transfer
 from llmos.cli.console import cli_errors, console, err_console
 from llmos.config import Settings
 
@@ -26,6 +26,7 @@ app = typer.Typer(
 models.register(app)
 bench.register(app)
 server.register(app)
+transfer.register(app)
 
 
 @app.callback()

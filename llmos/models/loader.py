@@ -2,14 +2,15 @@
 
 The model is created on the meta device, materialised on the target device in the target dtype,
 then every parameter is filled from safetensors (never pickle) through the model's ``load_weights``.
+LoRA adapters are merged into the Hugging Face-named tensors as they stream past, before fusing.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -20,9 +21,15 @@ from llmos.errors import InvalidModelFile, UnsupportedArchitecture
 from llmos.layers.linear import can_pack
 from llmos.models import MODEL_CLASSES, MODEL_TYPES, native_model_class
 
+if TYPE_CHECKING:
+    from llmos.registry.lora import LoraAdapter
 
-def load_model(model_dir: Path, dtype: torch.dtype, device: torch.device) -> nn.Module:
-    """The native model for ``model_dir`` on ``device`` in ``dtype``, in eval mode.
+
+def load_model(
+    model_dir: Path, dtype: torch.dtype, device: torch.device, adapters: Sequence[LoraAdapter] = ()
+) -> nn.Module:
+    """The native model for ``model_dir`` on ``device`` in ``dtype``, in eval mode, with
+    ``adapters`` (LoRA, checked against the base) merged into its weights.
 
     Raises UnsupportedArchitecture when no native class fits (callers fall back to transformers)
     and InvalidModelFile when the config or weights are missing, unreadable or do not match.
@@ -36,7 +43,12 @@ def load_model(model_dir: Path, dtype: torch.dtype, device: torch.device) -> nn.
         model = cls(config)
     # cast while still on meta (free), then allocate: the weights never exist in float32 first
     model = model.to(dtype).to_empty(device=device)
-    model.load_weights(_read_safetensors(model_dir, device))
+    weights: Iterable[tuple[str, Tensor]] = _read_safetensors(model_dir, device)
+    if adapters:
+        from llmos.registry.lora import merge_weights
+
+        weights = merge_weights(weights, adapters)
+    model.load_weights(weights)
     if can_pack(dtype, device):
         model.pack_for_cpu()
     return model.eval()

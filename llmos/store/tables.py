@@ -1,7 +1,9 @@
-"""The metadata tables: models, their numbered versions, and the blobs each version references.
+"""The metadata tables: models, their numbered versions, the blobs each version references, the
+aliases that point at versions, and the event log (history) of everything done to a model.
 
 A version row exists only once all of its blobs and its snapshot folder are on disk, so a row
 is the proof that the artifact is complete. Blob reference counts come from ``model_files``.
+Tables are created by ``create_all`` (no migrations): new facts go in new tables or the manifest.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class ModelRow(Base):
     versions: Mapped[list[ModelVersionRow]] = relationship(
         back_populates="model", cascade="all, delete-orphan", order_by="ModelVersionRow.version"
     )
+    aliases: Mapped[list[AliasRow]] = relationship(cascade="all, delete-orphan", order_by="AliasRow.alias")
 
 
 class ModelVersionRow(Base):
@@ -67,3 +70,34 @@ class ModelFileRow(Base):
     size: Mapped[int] = mapped_column(Integer)
 
     version: Mapped[ModelVersionRow] = relationship(back_populates="files")
+
+
+class AliasRow(Base):
+    """A movable name for one version of a model (``name@prod``); ``latest`` is one too."""
+
+    __tablename__ = "model_aliases"
+    __table_args__ = (UniqueConstraint("model_id", "alias", name="uq_model_alias"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    alias: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)  # a version number of the same model
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EventRow(Base):
+    """One thing that happened to a model: imported, pulled, copied, merged, tagged, untagged, removed.
+
+    Keyed by model name rather than by row id so the history outlives the versions it describes.
+    """
+
+    __tablename__ = "model_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    alias: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -14,6 +14,7 @@ from tokenizers import Tokenizer, models
 from transformers import PreTrainedTokenizerFast
 from typer.testing import CliRunner
 
+from llmos import benchmark
 from llmos.benchmark import SYSTEMS, TARGETS, BenchmarkOptions, PhaseResult, Workload, compare, main
 from llmos.cli import bench
 
@@ -96,7 +97,7 @@ def test_quick_benchmark_counts_exactly_the_requested_tokens(report: dict[str, A
 def test_bench_command_prints_the_table_and_ratios(
     report: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bench, "run_benchmark", lambda options, settings: report)
+    monkeypatch.setattr(benchmark, "run_benchmark", lambda options, settings: report)
     from llmos.cli.console import console
 
     # a fixed size: Rich otherwise sizes from the terminal, COLUMNS, or 80x25 under TERM=dumb
@@ -124,3 +125,10 @@ def test_bench_command_rejects_a_bad_span_and_an_unknown_system() -> None:
     assert bad_span.exit_code == 2 and "MIN:MAX" in bad_span.output
     unknown = CliRunner().invoke(app, ["bench", "--systems", "llmos,vllm"])
     assert unknown.exit_code == 1 and "vllm" in unknown.output
+
+
+def test_cli_system_names_match_the_benchmark() -> None:
+    from llmos.benchmark import SYSTEMS
+    from llmos.cli import bench
+
+    assert bench.SYSTEMS == SYSTEMS

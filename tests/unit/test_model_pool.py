@@ -112,3 +112,18 @@ def test_keep_alive_unloads_idle_models_but_not_busy_or_forever_ones(settings: S
         assert pool.ps()[0]["expires_in"] is None
     finally:
         pool.close()
+
+
+def test_a_name_follows_latest_after_a_new_version(settings: Settings, tiny_folder: Path) -> None:
+    pool = ModelPool(settings)
+    try:
+        assert run(pool.get("tiny-a")).name == "tiny-a:1"
+        registry = Registry(settings)
+        registry.import_path(tiny_folder, "tiny-a", check=False)  # tiny-a:2 becomes latest
+        registry.close()
+        assert pool.refresh_names() == ["tiny-a"]
+        assert run(pool.get("tiny-a")).name == "tiny-a:2"
+        assert run(pool.get("tiny-a:1")).name == "tiny-a:1"  # the exact version still answers
+        assert pool.refresh_names() == []
+    finally:
+        pool.close()

@@ -1,0 +1,73 @@
+"""Registering LoRA adapters: which registered model an adapter folder belongs on, and the
+manifest facts it inherits from that base (loading an adapter onto its base is ``lora.py``'s job).
+
+An adapter version records its base's exact ``name:N`` (``base``) and digest (``base_digest``), so
+the pair stays reproducible when the base name's ``latest`` moves on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmos.errors import InvalidModelFile, InvalidModelName, ModelNotFound
+from llmos.registry.folders import ADAPTER_CONFIG, read_config
+from llmos.registry.manifest import Origin, adapter_facts
+from llmos.registry.model_version import ModelVersion
+
+if TYPE_CHECKING:
+    from llmos.registry.registry import Registry
+
+
+def _candidates(hub_id: str) -> list[str]:
+    """Registry names an adapter's ``base_model_name_or_path`` may mean: as is, or its repo name."""
+    tail = hub_id.rstrip("/").rsplit("/", 1)[-1].lower()
+    return [hub_id] if tail == hub_id else [hub_id, tail]
+
+
+def find_base(registry: Registry, folder: Path, base_ref: str | None) -> ModelVersion:
+    """The registered version an adapter goes on: ``base_ref`` if given, else the version the
+    adapter's ``base_model_name_or_path`` names (as a registry name or by its repo name).
+
+    Raises ``ModelNotFound`` naming the base and how to import it, ``InvalidModelFile`` when the
+    base is an adapter itself.
+    """
+    declared = read_config(folder, ADAPTER_CONFIG).get("base_model_name_or_path")
+    wanted = (
+        [base_ref] if base_ref else _candidates(declared) if isinstance(declared, str) and declared else []
+    )
+    if not wanted:
+        raise ModelNotFound(
+            f"{folder} is a LoRA adapter without a base model: import the base (`llmos import "
+            "./base-folder --name NAME` or `llmos pull NAME`) and pass --base NAME",
+            param="base",
+        )
+    for ref in wanted:
+        try:
+            base = registry.resolve(ref)
+        except (InvalidModelName, ModelNotFound):
+            continue  # not this spelling: try the next, then explain below
+        if base.manifest.get("kind") == "adapter":
+            raise InvalidModelFile(f"{base.ref} is an adapter itself; an adapter's base must be a full model")
+        return base
+    raise ModelNotFound(
+        f"the adapter's base model {wanted[0]!r} is not in the registry: import it first (`llmos import "
+        f"./base-folder --name NAME` or `llmos pull NAME`), then import the adapter with --base NAME",
+        param="base",
+    )
+
+
+def adapter_origin(folder: Path, base: ModelVersion, extra: dict[str, Any]) -> Origin:
+    """How an adapter version is described: kind ``adapter``, its ``base``, LoRA settings, and the
+    base's architecture and context length (what the adapter runs as)."""
+    inherited = {k: base.manifest.get(k) for k in ("architecture", "model_type", "context_length")}
+    fields = {
+        "source": {"type": "path", "path": str(folder)},
+        **inherited,
+        "has_chat_template": bool(base.manifest.get("has_chat_template")),
+        "base": base.ref,  # exact name:N, so the pair stays fixed when the base's latest moves
+        "base_digest": base.digest,
+        "adapter": adapter_facts(read_config(folder, ADAPTER_CONFIG)),
+        **extra,
+    }
+    return Origin("imported", fields, [base.as_parent("adapter_base")], kind="adapter")
