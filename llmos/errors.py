@@ -128,3 +128,16 @@ class ServiceUnavailable(LLMOSError):
         super().__init__(message, param=param)
         self.retry_after = retry_after
 
+
+class DatasetNotFound(LLMOSError):
+    """No dataset (or no such version of one) under that name."""
+
+    status_code = 404
+    error_type = "not_found_error"
+    code = "dataset_not_found"
+
+
+class InvalidDataset(InvalidRequest):
+    """A data file that cannot be imported as asked: bad rows, an unknown format or schema."""
+
+    code = "invalid_dataset"

@@ -13,6 +13,7 @@ import typer
 
 from llmos import __version__
 from llmos.cli import bench, models, server, transfer
+from llmos.cli import data as data_cli
 from llmos.cli.console import cli_errors, console, err_console
 from llmos.config import Settings
 
@@ -27,6 +28,7 @@ models.register(app)
 bench.register(app)
 server.register(app)
 transfer.register(app)
+app.add_typer(data_cli.app, name="data")
 
 
 @app.callback()

@@ -1,0 +1,102 @@
+"""The dataset API under ``/api/datasets``: list, show, page through rows, label rows, review labels,
+read labels and inter-annotator agreement — the same ``llmos.data`` SDK the CLI uses.
+
+Store work runs off the event loop; errors are ``llmos.errors`` classes, answered by the app's
+one error handler (bad names and values 400, unknown datasets 404).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from llmos import data
+from llmos.data.version import STATUSES
+
+router = APIRouter(prefix="/api/datasets", tags=["datasets"])
+
+MAX_PAGE = 1000
+MAX_ROW_ID = 2**63 - 1  # ids are int64 in Parquet and SQLite
+
+
+class AnnotationRequest(BaseModel):
+    """Body of POST /api/datasets/{name}/annotations: one annotator's label for one row."""
+
+    row_id: int = Field(ge=0, le=MAX_ROW_ID)
+    label: str = Field(min_length=1, max_length=256)
+    annotator: str = Field(min_length=1, max_length=128)
+
+
+class ReviewRequest(BaseModel):
+    """Body of POST /api/datasets/{name}/reviews: accept or reject one annotator's label."""
+
+    row_id: int = Field(ge=0, le=MAX_ROW_ID)
+    annotator: str = Field(min_length=1, max_length=128)
+    status: str = Field(pattern="^(" + "|".join(STATUSES) + ")$")
+
+
+@router.get("")
+async def list_datasets(request: Request) -> dict[str, Any]:
+    versions = await asyncio.to_thread(data.list, request.app.state.settings)
+    return {"datasets": [v.to_dict() for v in versions]}
+
+
+@router.get("/{name}")
+async def show_dataset(name: str, request: Request) -> dict[str, Any]:
+    """One version (``name`` = the newest, ``name:N``): splits, lineage and its report."""
+    version = await asyncio.to_thread(data.show, name, request.app.state.settings)
+    return version.to_dict()
+
+
+@router.get("/{name}/rows")
+async def dataset_rows(
+    name: str,
+    request: Request,
+    offset: int = Query(0, ge=0, le=MAX_ROW_ID),
+    limit: int = Query(20, ge=0, le=MAX_PAGE),
+    split: str | None = Query(None, max_length=32),
+) -> dict[str, Any]:
+    """Rows ``offset`` to ``offset + limit`` of one split, or of all splits in order."""
+    settings = request.app.state.settings
+    version = await asyncio.to_thread(data.show, name, settings)
+    rows = await asyncio.to_thread(
+        data.rows, version.ref, offset=offset, limit=limit, split=split, settings=settings
+    )
+    return {"ref": version.ref, "offset": offset, "limit": limit, "total": version.num_rows, "rows": rows}
+
+
+@router.post("/{name}/annotations")
+async def add_annotation(name: str, body: AnnotationRequest, request: Request) -> dict[str, Any]:
+    """Record a label (committed before the answer); labelling the same row again changes it."""
+    annotation = await asyncio.to_thread(
+        data.annotate, name, body.row_id, body.label, body.annotator, settings=request.app.state.settings
+    )
+    return annotation.to_dict()
+
+
+@router.get("/{name}/annotations")
+async def list_annotations(
+    name: str, request: Request, annotator: str | None = Query(None, min_length=1, max_length=128)
+) -> dict[str, Any]:
+    found = await asyncio.to_thread(data.labels, name, annotator, request.app.state.settings)
+    return {"annotations": [a.to_dict() for a in found]}
+
+
+@router.post("/{name}/reviews")
+async def review_annotation(name: str, body: ReviewRequest, request: Request) -> dict[str, Any]:
+    annotation = await asyncio.to_thread(
+        data.review, name, body.row_id, body.annotator, body.status, request.app.state.settings
+    )
+    return annotation.to_dict()
+
+
+@router.get("/{name}/agreement")
+async def dataset_agreement(name: str, request: Request) -> dict[str, Any]:
+    """Percent agreement and Cohen's kappa for every pair of annotators of the version."""
+    settings = request.app.state.settings
+    version = await asyncio.to_thread(data.show, name, settings)
+    pairs = await asyncio.to_thread(data.agreement, version.ref, settings)
+    return {"ref": version.ref, "pairs": [p.to_dict() for p in pairs]}

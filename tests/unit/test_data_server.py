@@ -1,0 +1,123 @@
+"""The ``/api/datasets`` routes in-process (TestClient): list, show, rows, annotations, reviews and
+agreement — and their errors as the OpenAI envelope with 400/404, never 500."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from data_samples import LABELLED, write_jsonl
+from fastapi.testclient import TestClient
+
+from llmos import data
+from llmos.config import Settings
+from llmos.server.app import create_app
+
+
+@pytest.fixture
+def client(isolated_home: Path, tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(home=isolated_home)
+    data.import_file(
+        write_jsonl(tmp_path / "r.jsonl", LABELLED), "reviews", "classification", settings=settings
+    )
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_list_and_show(client: TestClient) -> None:
+    listed = client.get("/api/datasets").json()["datasets"]
+    assert [d["ref"] for d in listed] == ["reviews:1"]
+    shown = client.get("/api/datasets/reviews:1").json()
+    assert shown["schema"] == "classification" and shown["splits"] == {"train": listed[0]["splits"]["train"]}
+    assert shown["parents"][0]["relation"] == "imported_from"
+
+
+def test_rows_pages_through_the_data(client: TestClient) -> None:
+    page = client.get("/api/datasets/reviews/rows", params={"offset": 2, "limit": 3}).json()
+    assert page["ref"] == "reviews:1" and page["total"] == 6
+    assert [r["id"] for r in page["rows"]] == [3, 4, 5] and page["rows"][0]["text"] == LABELLED[2]["text"]
+    assert client.get("/api/datasets/reviews/rows", params={"offset": 100}).json()["rows"] == []
+    too_many = client.get("/api/datasets/reviews/rows", params={"limit": 100000})
+    assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "query.limit"
+
+
+def test_annotations_agreement_and_review(client: TestClient) -> None:
+    for annotator, labels in (("alice", ["pos", "neg", "pos"]), ("bob", ["pos", "pos", "pos"])):
+        for row_id, label in enumerate(labels, start=1):
+            body = {"row_id": row_id, "label": label, "annotator": annotator}
+            response = client.post("/api/datasets/reviews/annotations", json=body)
+            assert response.status_code == 200, response.json()
+    assert response.json()["status"] == "pending" and response.json()["ref"] == "reviews:1"
+    listed = client.get("/api/datasets/reviews/annotations", params={"annotator": "bob"}).json()[
+        "annotations"
+    ]
+    assert [a["label"] for a in listed] == ["pos", "pos", "pos"]
+    agreement = client.get("/api/datasets/reviews/agreement").json()
+    pair = agreement["pairs"][0]
+    assert pair["annotators"] == ["alice", "bob"] and pair["num_items"] == 3
+    assert pair["percent_agreement"] == pytest.approx(200 / 3) and pair["kappa"] == pytest.approx(0.0)
+    reviewed = client.post(
+        "/api/datasets/reviews/reviews", json={"row_id": 2, "annotator": "bob", "status": "rejected"}
+    )
+    assert reviewed.json()["status"] == "rejected"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "fragment"),
+    [
+        ("get", "/api/datasets/ghost", None, 404, "no dataset named 'ghost'"),
+        ("get", "/api/datasets/reviews:9/rows", None, 404, "no version 9"),
+        ("get", "/api/datasets/a..b", None, 400, "invalid dataset reference"),
+        ("get", "/api/datasets/reviews@prod", None, 400, "invalid dataset reference"),
+        (
+            "post",
+            "/api/datasets/reviews/annotations",
+            {"row_id": 99, "label": "pos", "annotator": "a"},
+            400,
+            "99",
+        ),
+        (
+            "post",
+            "/api/datasets/reviews/annotations",
+            {"row_id": 1, "label": "", "annotator": "a"},
+            400,
+            "label",
+        ),
+        (
+            "post",
+            "/api/datasets/reviews/annotations",
+            {"row_id": -1, "label": "x", "annotator": "a"},
+            400,
+            "row_id",
+        ),
+        (
+            "post",
+            "/api/datasets/reviews/reviews",
+            {"row_id": 1, "annotator": "a", "status": "ok"},
+            400,
+            "status",
+        ),
+        (
+            "post",
+            "/api/datasets/reviews/reviews",
+            {"row_id": 1, "annotator": "zed", "status": "accepted"},
+            404,
+            "zed",
+        ),
+        ("get", "/api/datasets/reviews/rows?split=validation", None, 400, "no split 'validation'"),
+    ],
+)
+def test_errors_are_4xx_with_the_openai_envelope(
+    client: TestClient, method: str, path: str, body: dict | None, status: int, fragment: str
+) -> None:
+    response = client.request(method.upper(), path, json=body)
+    assert response.status_code == status, response.json()
+    error = response.json()["error"]
+    assert fragment in error["message"] or fragment in str(error["param"])
+
+
+def test_dataset_routes_need_the_api_key_when_one_is_set(isolated_home: Path) -> None:
+    with TestClient(create_app(Settings(home=isolated_home, api_keys="sk-1"))) as c:
+        assert c.get("/api/datasets").status_code == 401
+        assert c.get("/api/datasets", headers={"Authorization": "Bearer sk-1"}).json() == {"datasets": []}
