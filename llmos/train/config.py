@@ -51,6 +51,7 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(50, ge=1, description="Write a resumable checkpoint every N steps.")
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Held out when the data has no test split.")
     max_grad_norm: float = Field(1.0, gt=0)
+    register_result: bool = Field(True, description="Register the result as a new model version.")
 
     @classmethod
     def from_file(cls, path: Path, **overrides: object) -> TrainConfig:

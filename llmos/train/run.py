@@ -87,7 +87,7 @@ def run_training(
     *,
     resume: bool = False,
     on_step: Callable[[StepLog, int], None] | None = None,
-    register: bool = True,
+    register: bool | None = None,
 ) -> dict[str, Any]:
     """Train and (on rank 0) register the result; returns a summary with the new version's ref."""
     base_name, base_path, base_manifest = resolve_model_dir(config.base, settings)
@@ -118,7 +118,7 @@ def run_training(
         return summary
     folder = save_result(trainer, result, tokenizer_dir=base_path, out_dir=out_dir, method=config.method)
     summary["folder"] = str(folder)
-    if register:
+    if config.register_result if register is None else register:
         summary["version"] = _register(folder, config, settings, base_name, summary)
     return summary
 

@@ -1,0 +1,92 @@
+"""Training jobs in their own processes: progress in the store, and a job killed (like kill -9)
+after a checkpoint resumes to the same final loss as an uninterrupted job."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from tiny_models import build_tiny_chat_folder
+
+from llmos.config import Settings
+from llmos.registry import Registry
+from llmos.train.config import TrainConfig
+from llmos.train.jobs import FINISHED, Job, JobStore, cancel_job, start_job
+
+QA = [("the capital of france", "is paris"), ("hello", "world"), ("paris is", "the capital of france")]
+
+
+@pytest.fixture
+def setup(isolated_home: Path, tmp_path: Path) -> tuple[Settings, Path]:
+    settings = Settings(home=isolated_home)
+    registry = Registry(settings)
+    registry.import_path(build_tiny_chat_folder(tmp_path / "model"), "tiny")
+    registry.close()
+    data = tmp_path / "qa.jsonl"
+    rows = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in QA * 4
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return settings, data
+
+
+def _config(data: Path, **overrides: object) -> TrainConfig:
+    values = dict(base="tiny", data=str(data), lr=5e-2, batch_size=2, max_steps=6, checkpoint_every=2)
+    return TrainConfig.build(**{**values, "register_result": False, **overrides})
+
+
+def _wait(jobs: JobStore, job: Job, timeout: float = 120) -> Job:
+    deadline = time.monotonic() + timeout
+    while (current := jobs.get(job.id)).status not in FINISHED:
+        assert time.monotonic() < deadline, current
+        time.sleep(0.2)
+    return current
+
+
+def test_a_job_runs_in_its_own_process_and_records_its_curve(setup: tuple[Settings, Path]) -> None:
+    settings, data = setup
+    jobs = JobStore(settings)
+    job = jobs.create(_config(data))
+    pid = start_job(jobs, job)
+    done = _wait(jobs, job)
+    assert done.status == "succeeded", (done.error, (jobs.job_dir(job.id) / "train.log").read_text()[-2000:])
+    assert pid != 0 and done.step == done.total_steps == 6
+    assert [s for s, _ in jobs.losses(job.id)] == [1, 2, 3, 4, 5, 6]
+    assert done.result["metrics"]["eval_loss_after"] < done.result["metrics"]["eval_loss_before"]
+    assert "step 6/6" in (jobs.job_dir(job.id) / "train.log").read_text()
+
+
+def test_a_killed_job_resumes_to_the_uninterrupted_final_loss(
+    setup: tuple[Settings, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, data = setup
+    jobs = JobStore(settings)
+    straight = jobs.create(_config(data))
+    start_job(jobs, straight)
+    assert _wait(jobs, straight).status == "succeeded"
+
+    monkeypatch.setenv("LLMOS_CRASH_POINT", "train_after_step_3")  # dies like kill -9 after step 3
+    killed = jobs.create(_config(data))
+    start_job(jobs, killed)
+    crashed = _wait(jobs, killed)
+    assert crashed.status == "failed" and crashed.step == 3 and "resume" in crashed.error
+    monkeypatch.delenv("LLMOS_CRASH_POINT")
+    start_job(jobs, crashed, resume=True)
+    resumed = _wait(jobs, killed)
+    assert resumed.status == "succeeded" and resumed.step == 6
+    final = dict(jobs.losses(killed.id))[6]
+    assert final == pytest.approx(dict(jobs.losses(straight.id))[6], rel=1e-4)
+
+
+def test_cancel_stops_a_running_job(setup: tuple[Settings, Path]) -> None:
+    settings, data = setup
+    jobs = JobStore(settings)
+    job = jobs.create(_config(data, max_steps=100_000, checkpoint_every=1000))
+    start_job(jobs, job)
+    deadline = time.monotonic() + 60
+    while jobs.get(job.id).step < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert cancel_job(jobs, job.id).status == "cancelled"
