@@ -12,7 +12,7 @@ import sys
 import typer
 
 from llmos import __version__
-from llmos.cli import bench, models, server, transfer
+from llmos.cli import bench, models, server, train, transfer
 from llmos.cli import data as data_cli
 from llmos.cli.console import cli_errors, console, err_console
 from llmos.config import Settings
@@ -29,6 +29,7 @@ bench.register(app)
 server.register(app)
 transfer.register(app)
 app.add_typer(data_cli.app, name="data")
+train.register(app)
 
 
 @app.callback()

@@ -90,3 +90,28 @@ def test_cancel_stops_a_running_job(setup: tuple[Settings, Path]) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert cancel_job(jobs, job.id).status == "cancelled"
+
+
+def test_cli_trains_follows_and_lists(setup: tuple[Settings, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from llmos.cli.main import app
+
+    _, data = setup
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        f"base: tiny\ndata: {data}\nmax_steps: 4\nlr: 0.05\nbatch_size: 2\nregister_result: false\n"
+    )
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "done" in result.output and "held-out loss" in result.output
+    listed = json.loads(runner.invoke(app, ["jobs", "list", "--json"]).output)
+    assert listed[0]["status"] == "succeeded" and listed[0]["step"] == 4
+    shown = json.loads(runner.invoke(app, ["jobs", "show", listed[0]["id"], "--json"]).output)
+    assert [step for step, _ in shown["losses"]] == [1, 2, 3, 4]
+    assert "step 4/4" in runner.invoke(app, ["jobs", "logs", listed[0]["id"]]).output
+    bad = runner.invoke(app, ["train", "--base", "tiny", "--data", str(data), "--lr", "-1"])
+    assert bad.exit_code == 1 and "lr" in bad.output
+    missing = runner.invoke(app, ["jobs", "show", "nope"])
+    assert missing.exit_code == 1 and "llmos jobs list" in missing.output
