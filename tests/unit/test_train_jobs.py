@@ -115,3 +115,18 @@ def test_cli_trains_follows_and_lists(setup: tuple[Settings, Path], tmp_path: Pa
     assert bad.exit_code == 1 and "lr" in bad.output
     missing = runner.invoke(app, ["jobs", "show", "nope"])
     assert missing.exit_code == 1 and "llmos jobs list" in missing.output
+
+
+def test_a_two_process_torchrun_job_matches_one_process(setup: tuple[Settings, Path]) -> None:
+    settings, data = setup
+    jobs = JobStore(settings)
+    single = jobs.create(_config(data, grad_accum=2, checkpoint_every=100))
+    start_job(jobs, single)
+    ddp = jobs.create(_config(data, grad_accum=1, checkpoint_every=100), nproc=2)
+    start_job(jobs, ddp)
+    for job in (single, ddp):
+        done = _wait(jobs, job, timeout=180)
+        assert done.status == "succeeded", (jobs.job_dir(job.id) / "train.log").read_text()[-3000:]
+    assert [loss for _, loss in jobs.losses(ddp.id)] == pytest.approx(
+        [loss for _, loss in jobs.losses(single.id)], rel=1e-4
+    )
