@@ -39,28 +39,22 @@ TOKENIZER_FILES = (
 
 def read_records(
     config: TrainConfig, settings: Settings
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
-    """(train records, held-out records, schema) from a .jsonl file or a dataset version."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str, str | None]:
+    """(train records, held-out records, schema, dataset ref) from a .jsonl file or a dataset version."""
     path = Path(config.data).expanduser()
     if path.suffix == ".jsonl" and path.is_file():
         records = _read_jsonl(path)
         if config.eval_data:
-            return records, _read_jsonl(Path(config.eval_data).expanduser()), config.data_schema
-        return *_hold_out(records, config), config.data_schema
-    try:
-        from llmos import data
-    except ImportError as exc:
-        raise InvalidRequest(f"{config.data} is not a .jsonl file and datasets are unavailable.") from exc
-    info = data.show(config.data)
-    splits = info.get("splits", {})
-    train = [dict(r) for r in data.load(config.data, split="train")]
-    if "test" in splits:
-        return (
-            train,
-            [dict(r) for r in data.load(config.data, split="test")],
-            info.get("schema", config.data_schema),
-        )
-    return *_hold_out(train, config), info.get("schema", config.data_schema)
+            return records, _read_jsonl(Path(config.eval_data).expanduser()), config.data_schema, None
+        return *_hold_out(records, config), config.data_schema, None
+    from llmos import data
+
+    version = data.show(config.data, settings)
+    train = [dict(r) for r in data.load(version.ref, "train", settings)]
+    if "test" in version.splits:
+        held = [dict(r) for r in data.load(version.ref, "test", settings)]
+        return train, held, version.schema, version.ref
+    return *_hold_out(train, config), version.schema, version.ref
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -92,7 +86,7 @@ def run_training(
     """Train and (on rank 0) register the result; returns a summary with the new version's ref."""
     base_name, base_path, base_manifest = resolve_model_dir(config.base, settings)
     tokenizer = TextTokenizer.from_dir(base_path)
-    train_records, eval_records, schema = read_records(config, settings)
+    train_records, eval_records, schema, dataset_ref = read_records(config, settings)
     train = build_examples(tokenizer, train_records, schema, config.max_length)
     held = build_examples(tokenizer, eval_records, schema, config.max_length)
     if not train:
@@ -108,7 +102,7 @@ def run_training(
     summary: dict[str, Any] = {
         "base": base_name,
         "base_digest": base_manifest.get("digest"),
-        "data": config.data,
+        "data": dataset_ref or config.data,
         "config": config.model_dump(),
         "metrics": {k: v for k, v in asdict(result).items() if k != "history"},
         "num_train_examples": len(train),
@@ -146,12 +140,15 @@ def _register(
 
     registry = Registry(settings)
     try:
-        training = {"training_run": {k: summary[k] for k in ("data", "config", "metrics")}}
-        parents = [{"ref": base, "digest": summary["base_digest"], "relation": "base"}]
-        if config.method == "lora" and hasattr(registry, "register_adapter"):
-            version = registry.register_adapter(folder, config.result_name, base)
+        extra: dict[str, Any] = {
+            "training_run": {k: summary[k] for k in ("data", "config", "metrics")},
+            "datasets": [summary["data"]],
+        }
+        if config.method == "lora":
+            version = registry.register_adapter(folder, config.result_name, base, extra=extra)
         else:
-            version = registry.import_path(folder, config.result_name, parents=parents, extra=training)  # type: ignore[call-arg]
+            parents = [{"ref": base, "digest": summary["base_digest"], "relation": "base"}]
+            version = registry.import_path(folder, config.result_name, parents=parents, extra=extra)
         return version.ref
     finally:
         registry.close()
