@@ -67,7 +67,11 @@ def train(
     lr: float = typer.Option(None, help="Peak learning rate (default 2e-4)."),
     name: str = typer.Option(None, help="Registry name of the result (default <base>-<method>)."),
     config: Path = typer.Option(None, "--config", help="A YAML file with any TrainConfig fields."),
-    nproc: int = typer.Option(1, help="Data-parallel processes (torchrun; gloo on CPU)."),
+    nproc: int = typer.Option(1, help="Data-parallel processes (torchrun; gloo on CPU) or Ray workers."),
+    launcher: str = typer.Option(None, help="local (default) or ray (Ray Train workers)."),
+    ray_address: str = typer.Option(
+        None, help="Ray cluster address for --launcher ray (default: a local Ray)."
+    ),
     detach: bool = typer.Option(False, "--detach", help="Start the job and return at once."),
 ) -> None:
     """Start a fine-tuning job and follow it: `llmos train --base smollm2 --data chat.jsonl`."""
@@ -75,7 +79,16 @@ def train(
         return
     from llmos.train.config import TrainConfig
 
-    given = dict(base=base, data=data, method=method, epochs=epochs, lr=lr, name=name)
+    given = dict(
+        base=base,
+        data=data,
+        method=method,
+        epochs=epochs,
+        lr=lr,
+        name=name,
+        launcher=launcher,
+        ray_address=ray_address,
+    )
     with cli_errors():
         if config is not None:
             train_config = TrainConfig.from_file(config, **given)

@@ -51,6 +51,10 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(50, ge=1, description="Write a resumable checkpoint every N steps.")
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Held out when the data has no test split.")
     max_grad_norm: float = Field(1.0, gt=0)
+    launcher: Literal["local", "ray"] = Field(
+        "local", description="local: this machine (torchrun when nproc > 1); ray: Ray Train workers."
+    )
+    ray_address: str | None = Field(None, description="Ray cluster address (default: start a local Ray).")
     register_result: bool = Field(True, description="Register the result as a new model version.")
 
     @classmethod

@@ -170,7 +170,7 @@ def start_job(jobs: JobStore, job: Job, *, resume: bool = False) -> int:
     if resume and current.status == "succeeded":
         raise InvalidRequest(f"job {job.id} has already succeeded; nothing to resume.", param="job")
     worker = ["-m", "llmos.train.worker", job.id] + (["--resume"] if resume else [])
-    if job.nproc > 1:
+    if job.nproc > 1 and job.config.get("launcher", "local") == "local":
         command = [
             sys.executable,
             "-m",

@@ -46,7 +46,23 @@ def main(argv: list[str] | None = None) -> int:
         crash_point(f"train_after_step_{log.step}")
 
     try:
-        summary = run_training(config, settings, jobs.job_dir(job.id), resume=args.resume, on_step=on_step)
+        if config.launcher == "ray":
+            from llmos.train.ray_launcher import run_with_ray
+
+            out_dir = jobs.job_dir(job.id)
+            summary = run_with_ray(
+                config,
+                settings,
+                out_dir,
+                num_workers=job.nproc,
+                address=config.ray_address,
+                resume=args.resume,
+                job_id=job.id,
+            )
+        else:
+            summary = run_training(
+                config, settings, jobs.job_dir(job.id), resume=args.resume, on_step=on_step
+            )
     except SystemExit:
         raise
     except BaseException as exc:
