@@ -28,6 +28,16 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     return home
 
 
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI output at a fixed 200 columns, so tables never truncate differently from run to run
+    (without a terminal Rich falls back to 80, or to whatever COLUMNS says)."""
+    from llmos.cli.console import console, err_console
+
+    monkeypatch.setattr(console, "size", (200, 50))
+    monkeypatch.setattr(err_console, "size", (200, 50))
+
+
 @pytest.fixture(scope="session")
 def real_home() -> Path:
     """A store holding the default model and the embedding model (pulled on first use)."""

@@ -36,21 +36,22 @@ class TrainConfig(BaseModel):
         None, ge=1, description="Train this many optimizer steps (wins over epochs)."
     )
     lr: float = Field(2e-4, gt=0, description="Peak learning rate (AdamW), linear warmup and decay.")
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0, description="Steps of linear warmup from 0 to lr.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     batch_size: int = Field(8, ge=1, description="Examples per micro-batch per process.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     max_length: int = Field(512, ge=8, description="Tokens per example (longer ones are cut).")
-    lora_r: int = Field(8, ge=1)
-    lora_alpha: int = Field(16, ge=1)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_r: int = Field(8, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scale numerator (the update is scaled by alpha / r).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
     lora_targets: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Module names that get adapters (those the base lacks are skipped).",
     )
-    seed: int = 0
+    seed: int = Field(0, description="Seeds the adapter's initialization and the data order.")
     checkpoint_every: int = Field(50, ge=1, description="Write a resumable checkpoint every N steps.")
     eval_fraction: float = Field(0.1, ge=0, lt=1, description="Held out when the data has no test split.")
-    max_grad_norm: float = Field(1.0, gt=0)
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     launcher: Literal["local", "ray"] = Field(
         "local", description="local: this machine (torchrun when nproc > 1); ray: Ray Train workers."
     )

@@ -113,3 +113,10 @@ def test_two_process_ddp_matches_one_process_on_the_same_global_batch(folder: Pa
         mp.spawn(_ddp_worker, args=(folder, tmp_path / "ddp", str(tmp_path / "init"), losses), nprocs=2)
         ddp = list(losses["ddp"])
     assert ddp == pytest.approx([h.loss for h in single.history], rel=1e-4)
+
+
+def test_every_config_field_is_described_and_documented() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text()
+    for name, field in TrainConfig.model_fields.items():
+        assert field.description, f"TrainConfig.{name} has no description"
+        assert f"| `{name}` |" in docs, f"docs/training.md does not list {name}"
