@@ -104,6 +104,22 @@ class Model:
             if out.text:
                 yield out.text
 
+    def explain(
+        self, prompt: str, target: str | None = None, method: str = "integrated-gradients", **options: Any
+    ) -> Any:
+        """An ``llmos.explain.Explanation`` of ``prompt`` → ``target`` (default: greedy output).
+
+        ``method``: integrated-gradients, saliency, input-x-gradient, ablation, attention,
+        logit-lens; ``options``: ``steps``, ``layer``, ``head``, ``top_k``. The first call loads a
+        transformers copy of the model (gradients and attention weights need it). Raises
+        ``InvalidRequest`` for a bad method or option.
+        """
+        from llmos.explain import explain, load_explain_model
+
+        if getattr(self, "_explain_model", None) is None:
+            self._explain_model = load_explain_model(Path(self.runtime.path), self.name)
+        return explain(self._explain_model, prompt, target, method, **options)
+
 
 class EmbeddingModel:
     """A loaded embedding model (``llmos.load_model("all-minilm-l6-v2")``)."""

@@ -14,6 +14,8 @@ import typer
 from llmos import __version__
 from llmos.cli import bench, models, server, train, transfer
 from llmos.cli import data as data_cli
+from llmos.cli import evaluate as evaluate_cli
+from llmos.cli import explain as explain_cli
 from llmos.cli.console import cli_errors, console, err_console
 from llmos.config import Settings
 
@@ -30,6 +32,8 @@ server.register(app)
 transfer.register(app)
 app.add_typer(data_cli.app, name="data")
 train.register(app)
+explain_cli.register(app)
+evaluate_cli.register(app)
 
 
 @app.callback()

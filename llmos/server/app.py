@@ -26,6 +26,7 @@ from llmos import __version__
 from llmos.config import Settings
 from llmos.errors import LLMOSError
 from llmos.server.datasets import router as datasets_router
+from llmos.server.explain import router as explain_router
 from llmos.server.jobs import router as jobs_router
 from llmos.server.metrics import ServerMetrics
 from llmos.server.middleware import GuardMiddleware
@@ -127,6 +128,7 @@ def create_app(
     app.include_router(native_router)
     app.include_router(datasets_router)
     app.include_router(jobs_router)
+    app.include_router(explain_router)
     app.add_middleware(
         GuardMiddleware, api_keys=settings.api_key_list, max_request_bytes=settings.max_request_bytes
     )

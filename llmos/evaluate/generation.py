@@ -1,0 +1,53 @@
+"""Generation tasks: read {source, target} or {prompt, reference} pairs from a JSONL file, generate
+greedy outputs for them through the engine (one batch) and score them with BLEU/chrF or ROUGE."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from llmos.errors import InvalidRequest
+from llmos.evaluate.metrics import bleu_scores, rouge_scores
+
+SCORERS = {"bleu": bleu_scores, "rouge": rouge_scores}
+
+
+def load_pairs(path: Path) -> tuple[list[str], list[str]]:
+    """The (prompts, references) of a JSONL file; raises ``InvalidRequest`` naming a bad line."""
+    if not path.is_file():
+        raise InvalidRequest(f"no such data file: {path}")
+    prompts: list[str] = []
+    references: list[str] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"{path}:{number} is not JSON: {exc}") from exc
+        prompt = row.get("source", row.get("prompt")) if isinstance(row, dict) else None
+        reference = row.get("target", row.get("reference")) if isinstance(row, dict) else None
+        if not isinstance(prompt, str) or not isinstance(reference, str):
+            raise InvalidRequest(f"{path}:{number} needs string fields source+target or prompt+reference")
+        prompts.append(prompt)
+        references.append(reference)
+    if not prompts:
+        raise InvalidRequest(f"{path} has no examples")
+    return prompts, references
+
+
+def evaluate_generation(model: Any, task: str, path: Path, *, max_tokens: int = 128) -> dict[str, Any]:
+    """Greedy outputs of ``model`` for the file's prompts, scored by ``task`` ("bleu" or "rouge").
+
+    Returns the metrics with ``num_examples`` and the outputs (``predictions``)."""
+    if task not in SCORERS:
+        raise InvalidRequest(f"unknown generation task {task!r}; use one of {sorted(SCORERS)}")
+    prompts, references = load_pairs(path)
+    outputs = model.generate_batch(prompts, max_tokens=max_tokens, temperature=0.0)
+    predictions = [text.strip() for text in outputs]
+    return {
+        **SCORERS[task](predictions, references),
+        "num_examples": len(prompts),
+        "predictions": predictions,
+    }

@@ -1,0 +1,122 @@
+"""Evaluation results stored per model version (ref + digest), with what was evaluated (suite or
+task, and the content hash of its data), the settings and the time. Manifests are immutable, so
+results live in their own table; ``compare`` reads them back and never recomputes."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Integer, String, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from llmos.config import Settings
+from llmos.errors import ModelNotFound
+from llmos.store.db import Store
+from llmos.store.tables import Base, utcnow
+
+
+class EvalResultRow(Base):
+    __tablename__ = "eval_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_ref: Mapped[str] = mapped_column(String(256), index=True)  # exact "name:N" (or a folder)
+    model_digest: Mapped[str | None] = mapped_column(String(71), nullable=True)
+    suite: Mapped[str] = mapped_column(String(128))  # suite name, or "-" for a single --task run
+    content_hash: Mapped[str] = mapped_column(String(71))  # sha256 of the suite file or data file
+    task: Mapped[str] = mapped_column(String(128))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+@dataclass(slots=True)
+class EvalResult:
+    model_ref: str
+    model_digest: str | None
+    suite: str
+    content_hash: str
+    task: str
+    metrics: dict[str, Any]
+    settings: dict[str, Any]
+    created_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat() if self.created_at else None
+        return data
+
+
+def content_hash(path: Path) -> str:
+    """``sha256:<hex>`` of a file's bytes: identifies exactly what a result was computed on."""
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numbers among a result's metrics (what a comparison can subtract)."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+class ResultStore:
+    """The ``eval_results`` table in the llmos store."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.store = Store(settings.database_url)
+        Base.metadata.create_all(self.store.engine, tables=[Base.metadata.tables["eval_results"]])
+
+    def close(self) -> None:
+        self.store.close()
+
+    def add(self, result: EvalResult) -> None:
+        fields = result.to_dict()
+        fields.pop("created_at")
+        with self.store.session() as session:
+            session.add(EvalResultRow(**fields))
+
+    def for_model(self, model_ref: str) -> list[EvalResult]:
+        """Every stored result of one exact model ref, oldest first."""
+        query = select(EvalResultRow).where(EvalResultRow.model_ref == model_ref).order_by(EvalResultRow.id)
+        with self.store.session() as session:
+            rows = session.scalars(query).all()
+        return [
+            EvalResult(
+                r.model_ref,
+                r.model_digest,
+                r.suite,
+                r.content_hash,
+                r.task,
+                r.metrics,
+                r.settings,
+                r.created_at,
+            )  # fmt: skip
+            for r in rows
+        ]
+
+    def latest(self, model_ref: str) -> dict[tuple[str, str], EvalResult]:
+        """The newest result per (suite, task) of a model ref."""
+        return {(r.suite, r.task): r for r in self.for_model(model_ref)}
+
+
+def compare(store: ResultStore, ref_a: str, ref_b: str) -> list[dict[str, Any]]:
+    """Side-by-side rows {suite, task, metric, a, b, delta} from the newest stored results of two
+    model refs (``None`` where one side lacks it). Raises ``ModelNotFound`` when either has none."""
+    latest = {}
+    for ref in (ref_a, ref_b):
+        latest[ref] = store.latest(ref)
+        if not latest[ref]:
+            raise ModelNotFound(f"no stored evaluation results for {ref}; run `llmos eval {ref} ...` first")
+    rows = []
+    for key in sorted(latest[ref_a].keys() | latest[ref_b].keys()):
+        a = latest[ref_a].get(key)
+        b = latest[ref_b].get(key)
+        values_a = numeric_metrics(a.metrics) if a else {}
+        values_b = numeric_metrics(b.metrics) if b else {}
+        for metric in sorted(values_a.keys() | values_b.keys()):
+            va, vb = values_a.get(metric), values_b.get(metric)
+            delta = vb - va if va is not None and vb is not None else None
+            rows.append({"suite": key[0], "task": key[1], "metric": metric, "a": va, "b": vb, "delta": delta})
+    return rows

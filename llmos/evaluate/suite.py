@@ -1,0 +1,120 @@
+"""Evaluation suites: YAML files listing tasks (type, data file relative to the suite, prompt
+template, generation settings). Shipped suites live in ``llmos/evaluate/suites``, a user's in
+``$LLMOS_HOME/suites``. Running a suite yields one metrics dict per task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from llmos.errors import InvalidRequest
+from llmos.evaluate.generation import evaluate_generation
+from llmos.evaluate.perplexity import perplexity
+
+SHIPPED = Path(__file__).with_name("suites")
+
+
+class SuiteTask(BaseModel):
+    name: str
+    type: Literal["perplexity", "qa", "classification", "bleu", "rouge"]
+    data: str  # a path relative to the suite file
+    prompt: str = "{question}"  # a str.format template over the row's fields
+    labels: list[str] = []  # classification: the classes, scored by loglikelihood
+    stride: int = 512
+    max_length: int | None = None
+    max_tokens: int = 32
+
+
+class Suite(BaseModel):
+    name: str
+    description: str = ""
+    tasks: list[SuiteTask]
+
+    @classmethod
+    def from_file(cls, path: Path) -> Suite:
+        try:
+            return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        except (ValidationError, yaml.YAMLError) as exc:
+            raise InvalidRequest(f"invalid suite {path}: {exc}") from exc
+
+
+def suite_paths(home: Path) -> dict[str, Path]:
+    """Suite name → file: shipped ones, then the user's (which win on a name clash)."""
+    files = [*sorted(SHIPPED.glob("*.yaml")), *sorted((home / "suites").glob("*.yaml"))]
+    return {path.stem: path for path in files}
+
+
+def find_suite(name_or_path: str, home: Path) -> Path:
+    """A suite file by name or path; raises ``InvalidRequest`` listing the known ones."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    known = suite_paths(home)
+    if name_or_path not in known:
+        raise InvalidRequest(f"no suite {name_or_path!r}; known: {', '.join(known) or 'none'}")
+    return known[name_or_path]
+
+
+def normalize(text: str) -> str:
+    """Lowercase, strip punctuation and articles, collapse spaces (SQuAD's exact-match normalization)."""
+    import re
+    import string
+
+    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
+def macro_f1(gold: list[str], predicted: list[str], labels: list[str]) -> float:
+    """The unweighted mean over ``labels`` of each class's F1 (0 for a class never predicted or seen)."""
+    scores = []
+    for label in labels:
+        tp = sum(g == label and p == label for g, p in zip(gold, predicted, strict=True))
+        fp = sum(g != label and p == label for g, p in zip(gold, predicted, strict=True))
+        fn = sum(g == label and p != label for g, p in zip(gold, predicted, strict=True))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / len(scores)
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise InvalidRequest(f"no such data file: {path}")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def run_task(model: Any, task: SuiteTask, base: Path) -> dict[str, Any]:
+    """The metrics of one suite task (data resolved against ``base``, the suite's folder)."""
+    from llmos.evaluate.harness import loglikelihoods
+
+    data = (base / task.data).resolve()
+    if task.type == "perplexity":
+        text = data.read_text(encoding="utf-8")
+        return perplexity(model, text, stride=task.stride, max_length=task.max_length).to_dict()
+    if task.type in ("bleu", "rouge"):
+        result = evaluate_generation(model, task.type, data, max_tokens=task.max_tokens)
+        result.pop("predictions")
+        return result
+    rows = _rows(data)
+    prompts = [task.prompt.format(**row) for row in rows]
+    if task.type == "qa":
+        outputs = model.generate_batch(prompts, max_tokens=task.max_tokens, temperature=0.0)
+        # the answer is the output's first line (the model may go on to invent the next question)
+        first_lines = [(o.strip().splitlines() or [""])[0] for o in outputs]
+        hits = [normalize(o) == normalize(r["answer"]) for o, r in zip(first_lines, rows, strict=True)]
+        return {"exact_match": sum(hits) / len(rows), "num_examples": len(rows)}
+    scores = loglikelihoods(model, [(p, " " + label) for p in prompts for label in task.labels])
+    num = len(task.labels)
+    predicted = []
+    for i in range(len(rows)):
+        values = [scores[i * num + j][0] for j in range(num)]
+        predicted.append(task.labels[values.index(max(values))])
+    gold = [row["label"] for row in rows]
+    accuracy = sum(g == p for g, p in zip(gold, predicted, strict=True)) / len(rows)
+    return {
+        "accuracy": accuracy,
+        "macro_f1": macro_f1(gold, predicted, task.labels),
+        "num_examples": len(rows),
+    }

@@ -1,0 +1,84 @@
+"""Suites: the shipped quick suite parses and runs on a tiny model (results stored per task), user
+suites are listed, and macro-F1 and the QA normalization behave as the references do."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sklearn.metrics import f1_score
+from tiny_models import build_tiny_chat_folder
+
+from llmos.config import Settings
+from llmos.errors import InvalidRequest
+from llmos.evaluate.suite import SHIPPED, Suite, find_suite, macro_f1, normalize
+from llmos.registry import Registry
+
+
+def test_macro_f1_equals_sklearn() -> None:
+    gold = ["pos", "neg", "pos", "neu", "neg", "pos", "neu", "neg"]
+    predicted = ["pos", "pos", "pos", "neg", "neg", "neu", "neu", "neg"]
+    labels = ["pos", "neg", "neu"]
+    assert macro_f1(gold, predicted, labels) == pytest.approx(f1_score(gold, predicted, average="macro"))
+    never = ["pos"] * len(gold)
+    assert macro_f1(gold, never, labels) == pytest.approx(
+        f1_score(gold, never, labels=labels, average="macro", zero_division=0)
+    )
+
+
+def test_exact_match_normalization_drops_case_punctuation_and_articles() -> None:
+    assert normalize("  The Paris!") == normalize("paris") == "paris"
+
+
+def test_shipped_quick_suite_is_valid_and_its_data_exists() -> None:
+    suite = Suite.from_file(SHIPPED / "quick.yaml")
+    assert [t.type for t in suite.tasks] == ["perplexity", "qa", "classification"]
+    assert all((SHIPPED / t.data).is_file() for t in suite.tasks)
+
+
+def test_unknown_suite_names_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match="quick"):
+        find_suite("nope", tmp_path)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("suite-home")
+    Registry(Settings(home=home)).import_path(
+        build_tiny_chat_folder(tmp_path_factory.mktemp("t") / "m"), "tiny"
+    )
+    (home / "suites").mkdir()
+    (home / "data.txt").write_text("the capital of france is paris " * 30)
+    (home / "suites" / "mine.yaml").write_text(
+        "name: mine\ntasks:\n"
+        "  - {name: ppl, type: perplexity, data: ../data.txt, stride: 32, max_length: 64}\n"
+    )
+    return home
+
+
+def llmos_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LLMOS_HOME": str(home), "LLMOS_DTYPE": "float32"}
+    return subprocess.run([sys.executable, "-m", "llmos.cli.main", *args], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def test_cli_lists_shipped_and_user_suites(home: Path) -> None:
+    listed = {s["name"]: s for s in json.loads(llmos_cli(home, "eval", "suites", "--json").stdout)}
+    assert {"quick", "mine"} <= listed.keys()
+    assert listed["quick"]["tasks"] == ["sample-perplexity", "qa", "sentiment"]
+
+
+def test_cli_runs_the_quick_suite_and_stores_each_task(home: Path) -> None:
+    out = llmos_cli(home, "eval", "tiny", "--suite", "quick", "--json")
+    assert out.returncode == 0, out.stderr
+    tasks = {t["task"]: t for t in json.loads(out.stdout)["tasks"]}
+    assert tasks["sample-perplexity"]["perplexity"] > 1
+    assert 0 <= tasks["qa"]["exact_match"] <= 1 and tasks["qa"]["num_examples"] == 10
+    assert 0 <= tasks["sentiment"]["macro_f1"] <= 1 and 0 <= tasks["sentiment"]["accuracy"] <= 1
+    stored = json.loads(llmos_cli(home, "eval", "results", "tiny", "--json").stdout)
+    assert {r["task"] for r in stored if r["suite"] == "quick"} == set(tasks)
+    assert all(r["content_hash"].startswith("sha256:") for r in stored)
