@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         lr=args.lr, batch_size=8, grad_accum=1, max_length=128, lora_r=16, lora_alpha=32,
         warmup_steps=3, checkpoint_every=20, name="smollm2-lumo",
     )  # fmt: skip
+
     def on_step(log: Any, total: int) -> None:
         print(f"step {log.step}/{total} loss {log.loss:.3f} ({log.seconds:.1f}s)", file=sys.stderr)
 
