@@ -186,8 +186,10 @@ def show(
 ) -> None:
     """Show a model version's manifest: facts, aliases, parents (and with --files, every file)."""
     mv = open_registry(ctx).resolve(ref)
+    evaluations = _evaluations(ctx, mv.ref)
     if as_json:
-        typer.echo(json.dumps({**mv.manifest, "aliases": list(mv.aliases), "path": str(mv.path)}, indent=2))
+        extra = {"aliases": list(mv.aliases), "path": str(mv.path), "evaluations": evaluations}
+        typer.echo(json.dumps({**mv.manifest, **extra}, indent=2))
         return
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -195,6 +197,13 @@ def show(
     for key, value in _show_rows(mv):
         grid.add_row(key, value)
     console.print(grid)
+    if evaluations:
+        results = Table("suite", "task", "metrics", "when", box=None, pad_edge=False, header_style="bold")
+        for e in evaluations:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in e["metrics"].items() if isinstance(v, int | float))
+            results.add_row(e["suite"], e["task"], shown, (e["created_at"] or "")[:16])
+        console.print()
+        console.print(results)
     if files:
         table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold")
         table.add_column("file", no_wrap=True)
@@ -204,6 +213,18 @@ def show(
             table.add_row(filename, format_bytes(info["size"]), info["digest"].removeprefix("sha256:"))
         console.print()
         console.print(table)
+
+
+def _evaluations(ctx: typer.Context, model_ref: str) -> list[dict[str, Any]]:
+    """The newest stored evaluation per (suite, task) of this exact version (see `llmos eval`)."""
+    from llmos.evaluate.results import ResultStore
+
+    settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
+    store = ResultStore(settings)
+    try:
+        return [r.to_dict() for r in store.latest(model_ref).values()]
+    finally:
+        store.close()
 
 
 @handles_errors

@@ -21,7 +21,7 @@ SHIPPED = Path(__file__).with_name("suites")
 class SuiteTask(BaseModel):
     name: str
     type: Literal["perplexity", "qa", "classification", "bleu", "rouge"]
-    data: str  # a path relative to the suite file
+    data: str  # a path relative to the suite file, or "dataset:NAME[:N][#split]" (a dataset version)
     prompt: str = "{question}"  # a str.format template over the row's fields
     labels: list[str] = []  # classification: the classes, scored by loglikelihood
     stride: int = 512
@@ -85,13 +85,39 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+DATASET_PREFIX = "dataset:"
+
+
+def resolve_data(spec: str, base: Path) -> Path:
+    """A task's data as a file: a path relative to the suite, or a dataset version's split (its
+    ``test`` split by default, else ``train``) exported to a temporary JSONL file."""
+    if not spec.startswith(DATASET_PREFIX):
+        return (base / spec).resolve()
+    import tempfile
+
+    from llmos import data
+
+    ref, _, split = spec.removeprefix(DATASET_PREFIX).partition("#")
+    version = data.show(ref)
+    split = split or ("test" if "test" in version.splits else "train")
+    out = Path(tempfile.mkdtemp(prefix="llmos-eval-")) / f"{version.name}-{version.version}-{split}.jsonl"
+    return data.export(version.ref, out, split=split)
+
+
+def _text(path: Path) -> str:
+    """A corpus: the file's text, or the ``text`` fields of a JSONL file joined by blank lines."""
+    if path.suffix == ".jsonl":
+        return "\n\n".join(str(row["text"]) for row in _rows(path))
+    return path.read_text(encoding="utf-8")
+
+
 def run_task(model: Any, task: SuiteTask, base: Path) -> dict[str, Any]:
     """The metrics of one suite task (data resolved against ``base``, the suite's folder)."""
     from llmos.evaluate.harness import loglikelihoods
 
-    data = (base / task.data).resolve()
+    data = resolve_data(task.data, base)
     if task.type == "perplexity":
-        text = data.read_text(encoding="utf-8")
+        text = _text(data)
         return perplexity(model, text, stride=task.stride, max_length=task.max_length).to_dict()
     if task.type in ("bleu", "rouge"):
         result = evaluate_generation(model, task.type, data, max_tokens=task.max_tokens)

@@ -74,3 +74,19 @@ def test_cli_eval_stores_and_compare_reads_back(home: Path, tmp_path: Path) -> N
 def test_compare_without_results_is_a_clean_error(home: Path) -> None:
     out = llmos_cli(home, "eval", "compare", "tiny:1", "nope")
     assert out.returncode == 1 and "Traceback" not in out.stderr
+
+
+def test_show_lists_the_stored_evaluations_of_that_version(home: Path) -> None:
+    from typer.testing import CliRunner
+
+    from llmos.cli.main import app
+
+    store = ResultStore(Settings(home=home))
+    store.add(result("tiny:1", "rouge", rouge1=0.5))
+    store.close()
+    runner = CliRunner()
+    shown = json.loads(runner.invoke(app, ["show", "tiny:1", "--json"], env={"LLMOS_HOME": str(home)}).output)
+    tasks = {e["task"]: e["metrics"] for e in shown["evaluations"]}
+    assert tasks["rouge"] == {"rouge1": 0.5}
+    text = runner.invoke(app, ["show", "tiny:1"], env={"LLMOS_HOME": str(home)}).output
+    assert "rouge" in text and "rouge1 0.5" in text

@@ -82,3 +82,22 @@ def test_cli_runs_the_quick_suite_and_stores_each_task(home: Path) -> None:
     stored = json.loads(llmos_cli(home, "eval", "results", "tiny", "--json").stdout)
     assert {r["task"] for r in stored if r["suite"] == "quick"} == set(tasks)
     assert all(r["content_hash"].startswith("sha256:") for r in stored)
+
+
+def test_a_suite_task_reads_a_dataset_version(home: Path, tmp_path: Path) -> None:
+    from llmos import data
+
+    rows = [{"text": f"review {i} was {'great' if i % 2 else 'awful'}", "label": "pos" if i % 2 else "neg"}
+            for i in range(6)]  # fmt: skip
+    source = tmp_path / "senti.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data.import_file(source, "senti", "classification", settings=Settings(home=home))
+    (home / "suites" / "ds.yaml").write_text(
+        "name: ds\ntasks:\n"
+        "  - {name: senti, type: classification, data: 'dataset:senti#train',\n"
+        "     prompt: '{text}', labels: [pos, neg]}\n"
+    )
+    out = llmos_cli(home, "eval", "tiny", "--suite", "ds", "--json")
+    assert out.returncode == 0, out.stderr
+    (task,) = json.loads(out.stdout)["tasks"]
+    assert task["num_examples"] == 6 and 0 <= task["accuracy"] <= 1
