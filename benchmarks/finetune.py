@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from llmos.config import Settings
-from llmos.tokenizer import TextTokenizer
+from llmos.runtime.tokenizer import TextTokenizer
 from llmos.train.config import TrainConfig
 from llmos.train.run import run_training
 from llmos.train.samples import lumo
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from llmos.runtime import resolve_model_dir
+    from llmos.runtime.model_runtime import resolve_model_dir
 
     _, base_path, _ = resolve_model_dir(args.base, settings)
     tokenizer = TextTokenizer.from_dir(base_path)

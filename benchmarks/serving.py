@@ -30,7 +30,7 @@ import httpx
 import numpy as np
 import psutil
 
-from llmos.benchmark import BenchmarkOptions, PhaseResult, RequestTiming, Workload, normal_token_ids
+from llmos.bench.throughput import BenchmarkOptions, PhaseResult, RequestTiming, Workload, normal_token_ids
 from llmos.config import Settings
 from llmos.engine.config import resolve_device, resolve_dtype
 from llmos.engine.sampling_params import SamplingParams
@@ -74,7 +74,7 @@ def summarize(system: str, results: list[Any], wall_s: float, load_s: float) -> 
 
 
 def run_in_process(model_dir: Path, workload: Workload, settings: Settings, concurrency: int) -> dict:
-    from llmos.runtime import load_runtime
+    from llmos.runtime.model_runtime import load_runtime
 
     runtime = load_runtime(model_dir, settings)
 
@@ -214,7 +214,7 @@ def run_child(phase: str, argv: Sequence[str]) -> dict[str, Any]:
 
 def run_benchmark(args: argparse.Namespace, options: BenchmarkOptions, argv: Sequence[str]) -> dict[str, Any]:
     """Resolve the model, dtype and device once, run each phase in its own process, compare."""
-    from llmos.runtime import resolve_model_dir
+    from llmos.runtime.model_runtime import resolve_model_dir
 
     settings = Settings.from_env()
     args.model = args.model or settings.default_model

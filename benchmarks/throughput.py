@@ -3,7 +3,7 @@
     python benchmarks/throughput.py                # the issue's workload W on the default model
     python benchmarks/throughput.py --quick --model /path/to/hf-folder
 
-Prints the report as JSON (see ``llmos.benchmark``) and keeps a copy in
+Prints the report as JSON (see ``llmos.bench.throughput``) and keeps a copy in
 ``benchmarks/results/throughput-<date>.json``; the ratios are computed within the run, never
 against stored numbers.
 """
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from llmos.benchmark import main
+from llmos.bench.throughput import main
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from llmos.config import Settings
-from llmos.embeddings import EmbeddingRuntime
 from llmos.engine.outputs import Completion
 from llmos.engine.sampling_params import SamplingParams
 from llmos.errors import InvalidRequest
-from llmos.runtime import ModelRuntime, load_any_runtime
+from llmos.runtime.embeddings import EmbeddingRuntime
+from llmos.runtime.model_runtime import ModelRuntime, load_any_runtime
 
 Messages = list[dict[str, Any]] | str
 

@@ -42,9 +42,10 @@ def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
 def real_home() -> Path:
     """A store holding the default model and the embedding model (pulled on first use)."""
     from llmos.registry import ensure_pulled
+    from llmos.runtime import capability
 
-    ensure_pulled(REAL_HOME, "smollm2-135m-instruct")
-    ensure_pulled(REAL_HOME, "all-minilm-l6-v2")
+    ensure_pulled(REAL_HOME, "smollm2-135m-instruct", probe=capability.check)
+    ensure_pulled(REAL_HOME, "all-minilm-l6-v2", probe=capability.check)
     return REAL_HOME
 
 

@@ -20,7 +20,7 @@ from llmos.config import Settings
 from llmos.data.annotations import validate_annotator, validate_label
 from llmos.data.version import DatasetVersion
 from llmos.errors import InvalidRequest
-from llmos.registry.events import current_user
+from llmos.store.audit import current_user
 
 QUIT, SKIP = ("q", "quit"), ("s", "skip")
 

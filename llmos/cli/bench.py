@@ -1,4 +1,4 @@
-"""``llmos bench``: the throughput benchmark of ``llmos.benchmark`` as a CLI verb.
+"""``llmos bench``: the throughput benchmark of ``llmos.bench.throughput`` as a CLI verb.
 
 Runs llmos and transformers ``generate`` on one seeded workload (each system in its own
 subprocess) and prints a table of the figures and the ratios against the issue's targets, or JSON.
@@ -15,12 +15,12 @@ from rich.table import Table
 from llmos.cli.console import cli_errors, console, err_console, format_bytes
 from llmos.config import Settings
 
-SYSTEMS = ("llmos", "hf-static", "hf-serial", "llmos-serial")  # llmos.benchmark.SYSTEMS, without torch
+SYSTEMS = ("llmos", "hf-static", "hf-serial", "llmos-serial")  # llmos.bench.throughput.SYSTEMS, without torch
 
 
 def _span(text: str | None, option: str) -> tuple[int, int] | None:
     try:
-        from llmos.benchmark import parse_span  # torch: imported only when benchmarking
+        from llmos.bench.throughput import parse_span  # torch: imported only when benchmarking
 
         return parse_span(text) if text else None
     except ValueError as exc:
@@ -73,7 +73,7 @@ def bench(
     settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
     spans = {"prompt_len": _span(prompt_len, "--prompt-len"), "output_len": _span(output_len, "--output-len")}
     with cli_errors():
-        from llmos.benchmark import BenchmarkOptions, run_benchmark
+        from llmos.bench.throughput import BenchmarkOptions, run_benchmark
 
         options = BenchmarkOptions.create(
             quick, model=model, dtype=dtype, num_requests=num_requests, batch_size=batch_size, subset=subset,

@@ -18,8 +18,9 @@ from rich.table import Table
 from llmos.cli.console import console, err_console, format_bytes, format_count, format_time, handles_errors
 from llmos.config import Settings
 from llmos.registry import ModelVersion, Registry
-from llmos.registry.aliases import check_removable
-from llmos.registry.names import HUB_PREFIX
+from llmos.registry.versions.aliases import check_removable
+from llmos.runtime import capability
+from llmos.store.names import HUB_PREFIX
 
 
 def open_registry(ctx: typer.Context, *, recover: bool = True, **overrides: object) -> Registry:
@@ -28,7 +29,7 @@ def open_registry(ctx: typer.Context, *, recover: bool = True, **overrides: obje
     for key, value in overrides.items():
         if value:
             setattr(settings, key, value)
-    return Registry(settings, recover=recover)
+    return Registry(settings, recover=recover, probe=capability.check)
 
 
 def summary(mv: ModelVersion) -> dict[str, Any]:

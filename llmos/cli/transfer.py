@@ -14,10 +14,12 @@ import typer
 from llmos.cli.console import console, handles_errors
 from llmos.config import Settings
 from llmos.registry import Registry
+from llmos.runtime import capability
 
 
 def _registry(ctx: typer.Context) -> Registry:
-    return Registry(ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env())
+    settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
+    return Registry(settings, probe=capability.check)
 
 
 @handles_errors
@@ -46,7 +48,7 @@ def merge(
     name: str = typer.Option(..., "--name", "-n", help="Name of the merged model (a new version)."),
 ) -> None:
     """Merge a LoRA adapter into its base model as a new full version of NAME."""
-    from llmos.registry.merge import merge_adapter
+    from llmos.runtime.merge import merge_adapter
 
     start = time.perf_counter()
     mv = merge_adapter(_registry(ctx), base, adapter, name)

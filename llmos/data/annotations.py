@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from llmos.data.schemas import Schema
 from llmos.data.version import STATUSES, Annotation, DatasetVersion
 from llmos.errors import DatasetNotFound, InvalidRequest
-from llmos.registry.events import as_utc
 from llmos.store import Store
+from llmos.store.audit import as_utc
 from llmos.store.datasets import AnnotationRow
 from llmos.store.tables import utcnow
 

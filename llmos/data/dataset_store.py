@@ -25,12 +25,12 @@ from llmos.data.annotations import AnnotationLog
 from llmos.data.schemas import Schema
 from llmos.data.version import DatasetVersion
 from llmos.errors import CorruptArtifact, DatasetNotFound, InvalidDataset, InvalidModelName
-from llmos.registry.blobs import BlobStore
-from llmos.registry.digests import sha256_file, version_digest
-from llmos.registry.events import as_utc, current_user
-from llmos.registry.names import LATEST, parse_ref
 from llmos.store import Store
+from llmos.store.audit import as_utc, current_user
+from llmos.store.blobs import BlobStore
 from llmos.store.datasets import DatasetRow, DatasetVersionRow, create_dataset_tables
+from llmos.store.digests import sha256_file, version_digest
+from llmos.store.names import LATEST, parse_ref
 
 log = logging.getLogger(__name__)
 SPLIT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")

@@ -27,8 +27,8 @@ from llmos.data.schemas import get_schema
 from llmos.data.splitting import concat_splits, split_table
 from llmos.data.version import Annotation, DatasetVersion
 from llmos.errors import InvalidRequest
-from llmos.registry.digests import sha256_file
-from llmos.registry.events import current_user
+from llmos.store.audit import current_user
+from llmos.store.digests import sha256_file
 
 if TYPE_CHECKING:
     import datasets
@@ -106,8 +106,8 @@ def load(ref: str, split: str = "train", settings: Settings | None = None) -> da
 def _token_counter(model: str | None, settings: Settings) -> tuple[Any, str]:
     if model is None:
         return whitespace_tokens, "whitespace"
-    from llmos.runtime import resolve_model_dir
-    from llmos.tokenizer import TextTokenizer
+    from llmos.runtime.model_runtime import resolve_model_dir
+    from llmos.runtime.tokenizer import TextTokenizer
 
     name, path, _ = resolve_model_dir(model, settings, verify=False)
     tokenizer = TextTokenizer.from_dir(path)

@@ -42,7 +42,7 @@ def load_explain_model(path: Path, name: str | None = None) -> ExplainModel:
 
 def load_explain_ref(ref: str | Path, settings: Settings) -> ExplainModel:
     """Resolve a registry reference (name, name:N, name@alias, folder) and load it."""
-    from llmos.runtime import resolve_model_dir
+    from llmos.runtime.model_runtime import resolve_model_dir
 
     name, path, _ = resolve_model_dir(ref, settings)
     return load_explain_model(path, name)

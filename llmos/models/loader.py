@@ -22,7 +22,7 @@ from llmos.layers.linear import can_pack
 from llmos.models import MODEL_CLASSES, MODEL_TYPES, native_model_class
 
 if TYPE_CHECKING:
-    from llmos.registry.lora import LoraAdapter
+    from llmos.models.lora import LoraAdapter
 
 
 def load_model(
@@ -45,7 +45,7 @@ def load_model(
     model = model.to(dtype).to_empty(device=device)
     weights: Iterable[tuple[str, Tensor]] = _read_safetensors(model_dir, device)
     if adapters:
-        from llmos.registry.lora import merge_weights
+        from llmos.models.lora import merge_weights
 
         weights = merge_weights(weights, adapters)
     model.load_weights(weights)

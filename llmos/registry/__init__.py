@@ -10,17 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from llmos.config import Settings
-from llmos.registry.catalog import CatalogEntry, find_entry, load_catalog
-from llmos.registry.events import History, ModelEvent
-from llmos.registry.garbage import GcReport
-from llmos.registry.integrity import VerifyReport
+from llmos.registry.importing.publish import CapabilityProbe
 from llmos.registry.registry import ModelVersion, Registry
+from llmos.registry.sources.catalog import CatalogEntry, find_entry, load_catalog
+from llmos.registry.upkeep.garbage import GcReport
+from llmos.registry.upkeep.integrity import VerifyReport
 from llmos.registry.verbs import cp, gc, history, import_path, list, rm, show, tag, verify
+from llmos.registry.versions.events import History, ModelEvent
 
 
-def ensure_pulled(home: Path, name: str, progress: bool = False) -> ModelVersion:
-    """The latest version of catalog model ``name`` in ``home``, pulling it first if missing."""
-    registry = Registry(Settings(home=Path(home)))
+def ensure_pulled(
+    home: Path, name: str, progress: bool = False, probe: CapabilityProbe | None = None
+) -> ModelVersion:
+    """The latest version of catalog model ``name`` in ``home``, pulling it first if missing (and
+    recording ``probe``'s capability report, e.g. ``llmos.runtime.capability.check``)."""
+    registry = Registry(Settings(home=Path(home)), probe=probe)
     try:
         if registry.exists(name):
             return registry.resolve(name)

@@ -1,5 +1,6 @@
-"""Registering LoRA adapters: which registered model an adapter folder belongs on, and the
-manifest facts it inherits from that base (loading an adapter onto its base is ``lora.py``'s job).
+"""LoRA adapters in the registry: which registered model an adapter folder belongs on, the manifest
+facts it inherits from that base, and which base a loaded adapter needs (reading and merging the
+weights is ``models/lora.py``'s job).
 
 An adapter version records its base's exact ``name:N`` (``base``) and digest (``base_digest``), so
 the pair stays reproducible when the base name's ``latest`` moves on.
@@ -10,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmos.errors import InvalidModelFile, InvalidModelName, ModelNotFound
-from llmos.registry.folders import ADAPTER_CONFIG, read_config
-from llmos.registry.manifest import Origin, adapter_facts
+from llmos.errors import InvalidModelFile, InvalidModelName, InvalidRequest, ModelNotFound
+from llmos.registry.importing.folders import ADAPTER_CONFIG, read_config
+from llmos.registry.importing.manifest import Origin, adapter_facts
 from llmos.registry.model_version import ModelVersion
 
 if TYPE_CHECKING:
@@ -71,3 +72,33 @@ def adapter_origin(folder: Path, base: ModelVersion, extra: dict[str, Any]) -> O
         **extra,
     }
     return Origin("imported", fields, [base.as_parent("adapter_base")], kind="adapter")
+
+
+def resolve_adapter(
+    registry: Registry, adapter_ref: str, base_ref: str | None = None
+) -> tuple[ModelVersion, ModelVersion]:
+    """``(base, adapter)`` versions for ``base_ref+adapter_ref``; without ``base_ref``, the base the
+    adapter's manifest names. Raises ``ModelNotFound``, or ``InvalidRequest`` when ``adapter_ref`` is
+    not an adapter or ``base_ref`` is not (byte for byte) the base it was made for."""
+    adapter = registry.resolve(adapter_ref)
+    if adapter.manifest.get("kind") != "adapter":
+        raise InvalidRequest(
+            f"{adapter.ref} is not a LoRA adapter (it is a {adapter.manifest.get('kind')} model); "
+            "name an adapter version there (`llmos list` shows kinds)",
+            param="model",
+        )
+    declared = adapter.manifest.get("base")
+    wanted = base_ref or declared
+    if not isinstance(wanted, str):
+        raise InvalidModelFile(
+            f"{adapter.ref} does not record its base model; load it as BASE+{adapter.name}"
+        )
+    base = registry.resolve(wanted)
+    expected = adapter.manifest.get("base_digest")
+    if (expected and base.digest != expected) or (not expected and declared and base.ref != declared):
+        raise InvalidRequest(
+            f"{adapter.ref} was made for {declared}, not {base.ref} (different weights); "
+            f"load it as {declared}+{adapter.ref}",
+            param="model",
+        )
+    return base, adapter

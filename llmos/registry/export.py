@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmos.errors import AlreadyExists, CorruptArtifact
-from llmos.registry.blobs import fsync_dir
-from llmos.registry.digests import CHUNK_SIZE
-from llmos.registry.lora import ADAPTER_CONFIG
+from llmos.registry.importing.folders import ADAPTER_CONFIG
 from llmos.registry.model_version import ModelVersion
+from llmos.store.blobs import fsync_dir
+from llmos.store.digests import CHUNK_SIZE
 
 if TYPE_CHECKING:
     from llmos.registry.registry import Registry

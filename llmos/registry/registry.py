@@ -9,8 +9,6 @@ A version becomes visible only when its blobs, snapshot and database row all exi
 from __future__ import annotations
 
 import builtins
-import importlib
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,24 +17,27 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from llmos.config import Settings
-from llmos.errors import CorruptArtifact, InvalidModelFile, ModelNotFound, SourceUnavailable
-from llmos.registry import aliases, events, garbage, integrity, lookup
-from llmos.registry import manifest as facts
-from llmos.registry import publish as publishing
-from llmos.registry import pull as pulling
+from llmos.errors import CorruptArtifact, InvalidModelFile, ModelNotFound
 from llmos.registry.adapters import adapter_origin, find_base
-from llmos.registry.blobs import BlobStore
-from llmos.registry.catalog import canonical_name, find_entry, load_catalog
-from llmos.registry.convert import convert_gguf
-from llmos.registry.digests import sha256_file
-from llmos.registry.events import History
-from llmos.registry.folders import is_adapter_folder
-from llmos.registry.garbage import GcReport
-from llmos.registry.integrity import VerifyReport
+from llmos.registry.importing import manifest as facts
+from llmos.registry.importing import publish as publishing
+from llmos.registry.importing.convert import convert_gguf
+from llmos.registry.importing.folders import is_adapter_folder
+from llmos.registry.importing.publish import CapabilityProbe
 from llmos.registry.model_version import RELATIONS, ModelVersion
-from llmos.registry.names import HUB_PREFIX, LATEST, ModelRef, parse_ref, validate_alias, validate_name
-from llmos.registry.progress import ByteProgress, make_progress
+from llmos.registry.sources import pull as pulling
+from llmos.registry.sources.catalog import canonical_name, find_entry, load_catalog
+from llmos.registry.sources.progress import ByteProgress, make_progress
+from llmos.registry.upkeep import garbage, integrity
+from llmos.registry.upkeep.garbage import GcReport
+from llmos.registry.upkeep.integrity import VerifyReport
+from llmos.registry.versions import aliases, events, lookup
+from llmos.registry.versions.events import History
 from llmos.store import ModelFileRow, ModelRow, ModelVersionRow, Store
+from llmos.store.audit import as_utc, current_user
+from llmos.store.blobs import BlobStore
+from llmos.store.digests import sha256_file
+from llmos.store.names import HUB_PREFIX, LATEST, ModelRef, parse_ref, validate_alias, validate_name
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,20 @@ class Registry:
     """Models and versions in ``settings.home``: the database and ``models/``. Opens/creates both.
 
     Opening runs recovery (``gc``) unless ``recover=False``: what crashed writers left is removed.
+    ``probe`` is the capability check run on a folder about to be registered (``check=True``); the
+    registry only records its report, so without one nothing is checked (``runtime.capability``
+    provides the real one, and the CLI, server and SDK pass it in).
     """
 
-    def __init__(self, settings: Settings, *, recover: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, recover: bool = True, probe: CapabilityProbe | None = None
+    ) -> None:
         settings.home = Path(settings.home).expanduser()  # tolerate Settings(home="...")
         self.settings = settings
+        self.probe = probe
         self.store = Store(settings.database_url)
         self.blobs = BlobStore(settings.models_dir)
-        self.actor = events.current_user()
+        self.actor = current_user()
         if recover:
             self.recover()
 
@@ -136,9 +143,9 @@ class Registry:
         ``CorruptArtifact`` (sha256 mismatch) or ``InvalidModelFile``.
         """
         if name.startswith(HUB_PREFIX):
-            if importlib.util.find_spec("llmos.registry.hub") is None:
-                raise SourceUnavailable("this llmos has no Hugging Face hub support (llmos.registry.hub)")
-            return importlib.import_module("llmos.registry.hub").pull_hub(self, name, make_progress(progress))
+            from llmos.registry.sources import hub  # huggingface_hub only when a hub model is asked for
+
+            return hub.pull_hub(self, name, make_progress(progress))
         entry = find_entry(name)
         if entry is None:
             names = ", ".join(sorted(load_catalog()))
@@ -328,7 +335,7 @@ class Registry:
                 digest=row.digest,
                 path=self.blobs.root / row.path,
                 manifest=row.manifest,
-                created_at=events.as_utc(row.created_at),
+                created_at=as_utc(row.created_at),
                 aliases=by_version.get((row.model_id, row.version), ()),
             )
             for row in rows

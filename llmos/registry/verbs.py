@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from llmos.config import Settings
-from llmos.registry.events import History
-from llmos.registry.garbage import GcReport
-from llmos.registry.integrity import VerifyReport
+from llmos.registry.importing.publish import CapabilityProbe
 from llmos.registry.model_version import ModelVersion
 from llmos.registry.registry import Registry
+from llmos.registry.upkeep.garbage import GcReport
+from llmos.registry.upkeep.integrity import VerifyReport
+from llmos.registry.versions.events import History
 
 
 @contextmanager
@@ -78,8 +79,20 @@ def gc(dry_run: bool = False) -> GcReport:
         return registry.gc(dry_run=dry_run)
 
 
-def import_path(path: str | Path, name: str, *, allow_pickle: bool = False, **options: Any) -> ModelVersion:
+def import_path(
+    path: str | Path,
+    name: str,
+    *,
+    allow_pickle: bool = False,
+    probe: CapabilityProbe | None = None,
+    **options: Any,
+) -> ModelVersion:
     """Register a folder, ``.gguf`` file or adapter folder as the next version of ``name``;
+    ``probe`` is the capability check to record (``llmos.runtime.capability.check``; none: unchecked);
     ``options`` are ``Registry.import_path``'s (``kind``, ``parents``, ``extra``, ``base``, ``check``)."""
-    with _registry(allow_pickle=allow_pickle or None) as registry:
+    settings = Settings.from_env(**({"allow_pickle": True} if allow_pickle else {}))
+    registry = Registry(settings, probe=probe)
+    try:
         return registry.import_path(path, name, **options)
+    finally:
+        registry.close()

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from llmos.config import Settings
 from llmos.explain import ExplainModel, explain, load_explain_model
-from llmos.runtime import resolve_model_dir
+from llmos.runtime.model_runtime import resolve_model_dir
 
 router = APIRouter(prefix="/api", tags=["explain"])
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from llmos.config import Settings
-from llmos.embeddings import EmbeddingRuntime
 from llmos.errors import InvalidRequest, LLMOSError, ServerBusy, ServiceUnavailable
-from llmos.runtime import ModelRuntime, load_any_runtime, resolve_model_dir
+from llmos.runtime.embeddings import EmbeddingRuntime
+from llmos.runtime.model_runtime import ModelRuntime, load_any_runtime, resolve_model_dir
 
 logger = logging.getLogger(__name__)
 

@@ -20,10 +20,11 @@ from pydantic import BaseModel, Field
 
 from llmos.errors import LLMOSError, ModelNotFound
 from llmos.registry import ModelVersion, Registry, find_entry, load_catalog
-from llmos.registry.aliases import check_removable
-from llmos.registry.names import HUB_PREFIX
+from llmos.registry.versions.aliases import check_removable
+from llmos.runtime import capability
 from llmos.server.model_pool import ModelPool
 from llmos.server.protocol import LoadRequest, PullRequest
+from llmos.store.names import HUB_PREFIX
 
 router = APIRouter(prefix="/api", tags=["native"])
 
@@ -60,7 +61,7 @@ class GcRequest(BaseModel):
 
 
 def _with_registry(request: Request, work: Callable[[Registry], Any], *, recover: bool = True) -> Any:
-    registry = Registry(request.app.state.settings, recover=recover)
+    registry = Registry(request.app.state.settings, recover=recover, probe=capability.check)
     try:
         return work(registry)
     finally:

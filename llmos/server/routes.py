@@ -15,7 +15,7 @@ from starlette.background import BackgroundTask
 from llmos.engine.outputs import Completion
 from llmos.engine.sampling_params import SamplingParams
 from llmos.errors import ContextOverflow, InvalidRequest, LLMOSError, ModelNotFound
-from llmos.runtime import ModelRuntime
+from llmos.runtime.model_runtime import ModelRuntime
 from llmos.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from llmos.server.model_pool import Lease, ModelPool
 from llmos.server.protocol import (

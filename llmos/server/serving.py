@@ -16,13 +16,13 @@ from pydantic import BaseModel
 from llmos.engine.outputs import Completion, RequestOutput, TokenLogprob
 from llmos.engine.sampling_params import SamplingParams
 from llmos.errors import InvalidRequest, RequestTimeout
-from llmos.runtime import ModelRuntime
+from llmos.runtime.model_runtime import ModelRuntime
+from llmos.runtime.tokenizer import TextTokenizer
 from llmos.server.metrics import ServerMetrics
 from llmos.server.model_pool import Lease
 from llmos.server.protocol import MAX_PROMPTS, ChatCompletionRequest, CompletionRequest
 from llmos.server.tools import ToolPlan, parse_tool_calls, plan_tools, template_messages, tools_for_prompt
 from llmos.server.tools import structured_output as tool_grammar
-from llmos.tokenizer import TextTokenizer
 
 
 def sse(data: dict[str, Any] | str) -> str:

@@ -8,16 +8,13 @@ Tables are created by ``create_all`` (no migrations): new facts go in new tables
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware, in UTC."""
-    return datetime.now(UTC)
+from llmos.store.audit import utcnow
 
 
 class Base(DeclarativeBase):

@@ -21,8 +21,8 @@ import torch.distributed as dist
 
 from llmos.config import Settings
 from llmos.errors import InvalidRequest
-from llmos.runtime import resolve_model_dir
-from llmos.tokenizer import TextTokenizer
+from llmos.runtime.model_runtime import resolve_model_dir
+from llmos.runtime.tokenizer import TextTokenizer
 from llmos.train.config import TrainConfig
 from llmos.train.model import load_trainable
 from llmos.train.sft import build_examples
@@ -137,8 +137,9 @@ def _register(
     folder: Path, config: TrainConfig, settings: Settings, base: str, summary: dict[str, Any]
 ) -> str:
     from llmos.registry import Registry
+    from llmos.runtime import capability
 
-    registry = Registry(settings)
+    registry = Registry(settings, probe=capability.check)
     try:
         extra: dict[str, Any] = {
             "training_run": {k: summary[k] for k in ("data", "config", "metrics")},

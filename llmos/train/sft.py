@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmos.errors import InvalidRequest
-from llmos.tokenizer import TextTokenizer
+from llmos.runtime.tokenizer import TextTokenizer
 
 IGNORE_INDEX = -100  # label of tokens that carry no loss (prompt, template, padding)
 SCHEMAS = ("chat", "instruction", "pairs", "classification", "text")

@@ -16,7 +16,7 @@ import traceback
 import torch.distributed as dist
 
 from llmos.config import Settings
-from llmos.registry.faults import CRASH_POINT_ENV
+from llmos.store.faults import CRASH_POINT_ENV
 from llmos.train.config import TrainConfig
 from llmos.train.jobs import JobStore
 from llmos.train.run import run_training

@@ -14,7 +14,7 @@ from llmos.engine.config import EngineConfig
 from llmos.engine.engine import Engine
 from llmos.engine.sampling_params import SamplingParams
 from llmos.registry import ensure_pulled
-from llmos.tokenizer import TextTokenizer
+from llmos.runtime.tokenizer import TextTokenizer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,7 +14,7 @@ import pytest
 
 from llmos.config import Settings
 from llmos.registry import Registry, ensure_pulled
-from llmos.registry.manifest import read_safetensors_header
+from llmos.store.safetensors_header import read_safetensors_header
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from tokenizers import Tokenizer, models
 from transformers import PreTrainedTokenizerFast
 from typer.testing import CliRunner
 
-from llmos import benchmark
-from llmos.benchmark import SYSTEMS, TARGETS, BenchmarkOptions, PhaseResult, Workload, compare, main
+from llmos.bench import throughput as benchmark
+from llmos.bench.throughput import SYSTEMS, TARGETS, BenchmarkOptions, PhaseResult, Workload, compare, main
 from llmos.cli import bench
 
 SPECIAL = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2 = the tiny config's pad, bos, eos
@@ -128,7 +128,7 @@ def test_bench_command_rejects_a_bad_span_and_an_unknown_system() -> None:
 
 
 def test_cli_system_names_match_the_benchmark() -> None:
-    from llmos.benchmark import SYSTEMS
+    from llmos.bench.throughput import SYSTEMS
     from llmos.cli import bench
 
     assert bench.SYSTEMS == SYSTEMS

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tiny_models import build_tiny_chat_folder, build_tiny_llama
 
-from llmos.registry.capability import check
+from llmos.runtime.capability import check
 
 
 @pytest.fixture(scope="module")

@@ -176,7 +176,7 @@ def test_rm_of_the_latest_says_where_latest_went(cli, imported: Path) -> None:  
 
 
 def test_show_files_lists_sizes_and_sha256(cli, imported: Path) -> None:  # noqa: ANN001
-    from llmos.registry.digests import sha256_file
+    from llmos.store.digests import sha256_file
 
     result = cli("show", "tiny:1", "--files")
     assert result.exit_code == 0
@@ -228,21 +228,21 @@ def test_import_of_an_adapter_needs_its_base_in_the_registry(cli, tmp_path: Path
 
 
 def test_import_warns_when_the_capability_check_fails(cli, imported: Path, monkeypatch) -> None:  # noqa: ANN001
-    import llmos.registry.capability
+    import llmos.runtime.capability
 
-    monkeypatch.setattr(llmos.registry.capability, "check", lambda folder, kind: {"ok": False, "error": "no"})
+    monkeypatch.setattr(llmos.runtime.capability, "check", lambda folder, kind: {"ok": False, "error": "no"})
     result = cli("import", str(imported), "--name", "tiny")
     assert result.exit_code == 0 and "warning" in result.output and "capability check" in result.output
     assert "FAILED: no" in cli("show", "tiny").output
 
 
 def test_pull_passes_hub_references_through(cli, monkeypatch) -> None:  # noqa: ANN001
-    import llmos.registry.hub
+    import llmos.registry.sources.hub
     from llmos.errors import SourceUnavailable
 
     def pull_hub(registry, spec, progress):  # noqa: ANN001, ANN202
         raise SourceUnavailable(f"offline: {spec}")
 
-    monkeypatch.setattr(llmos.registry.hub, "pull_hub", pull_hub)
+    monkeypatch.setattr(llmos.registry.sources.hub, "pull_hub", pull_hub)
     result = cli("pull", "hf:Org/Repo@v1")
     assert result.exit_code == 1 and "offline: hf:Org/Repo@v1" in result.output

@@ -21,7 +21,7 @@ from tiny_models import build_tiny_chat_folder
 from llmos.config import Settings
 from llmos.errors import InvalidModelFile, InvalidModelName, ModelNotFound
 from llmos.registry import Registry
-from llmos.registry.hub import HubSpec, parse_spec, pull_hub
+from llmos.registry.sources.hub import HubSpec, parse_spec, pull_hub
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -56,7 +56,7 @@ import sys
 from llmos.config import Settings
 from llmos.errors import SourceUnavailable
 from llmos.registry import Registry
-from llmos.registry.hub import pull_hub
+from llmos.registry.sources.hub import pull_hub
 try:
     pull_hub(Registry(Settings(home=sys.argv[1])), "hf:HuggingFaceTB/SmolLM2-135M-Instruct")
 except SourceUnavailable as exc:

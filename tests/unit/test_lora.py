@@ -21,7 +21,7 @@ from llmos.engine.engine import Engine
 from llmos.engine.sampling_params import SamplingParams
 from llmos.errors import InvalidModelFile, InvalidRequest
 from llmos.models.loader import load_model
-from llmos.registry.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraAdapter, merge_into
+from llmos.models.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraAdapter, merge_into
 
 PROMPT_IDS = [1, 40, 77, 120, 9, 200, 31]
 NUM_TOKENS = 12
@@ -202,7 +202,7 @@ def test_adapter_on_a_different_base_is_refused(home: Path, tmp_path: Path) -> N
 
 def test_pool_key_of_an_adapter_ref_names_base_and_adapter(home: Path) -> None:
     from llmos.config import Settings
-    from llmos.runtime import resolve_model_dir
+    from llmos.runtime.model_runtime import resolve_model_dir
 
     name, path, manifest = resolve_model_dir("tiny+tiny-lora", Settings(home=home), allow_path=False)
     assert name == "tiny+tiny-lora:1" and manifest["name"] == "tiny" and (path / "config.json").is_file()

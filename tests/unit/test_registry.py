@@ -15,8 +15,8 @@ from tiny_models import build_tiny_chat_folder
 from llmos.config import Settings
 from llmos.errors import CorruptArtifact, InvalidModelFile, InvalidModelName, ModelNotFound
 from llmos.registry import Registry
-from llmos.registry.digests import sha256_file
-from llmos.registry.faults import CRASH_POINT_ENV, CRASH_POINTS
+from llmos.store.digests import sha256_file
+from llmos.store.faults import CRASH_POINT_ENV, CRASH_POINTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -23,7 +23,7 @@ from tiny_models import build_tiny_chat_folder
 
 from llmos.config import Settings
 from llmos.registry import Registry
-from llmos.registry.faults import CRASH_POINT_ENV
+from llmos.store.faults import CRASH_POINT_ENV
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ import llmos.registry
 from llmos.config import Settings
 from llmos.errors import AlreadyExists, InvalidModelFile, InvalidModelName, ModelNotFound
 from llmos.registry import Registry
-from llmos.registry.manifest import Origin, build_manifest
+from llmos.registry.importing.manifest import Origin, build_manifest
 from llmos.store import AliasRow
 
 
@@ -256,19 +256,15 @@ def test_a_pickled_adapter_is_refused(registry: Registry, tiny: Path, tmp_path: 
         registry.import_path(adapter, "lora", check=False)
 
 
-def test_the_capability_check_runs_before_publishing_and_is_recorded(
-    registry: Registry, tiny: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import llmos.registry.capability
-
+def test_the_capability_probe_runs_before_publishing_and_is_recorded(tmp_path: Path, tiny: Path) -> None:
     calls: list[tuple[Path, str]] = []
 
-    def check(folder: Path, kind: str) -> dict[str, Any]:
+    def probe(folder: Path, kind: str) -> dict[str, Any]:
         calls.append((folder, kind))
         assert registry.list() == []  # not visible yet
         return {"ok": False, "error": "template does not render"}
 
-    monkeypatch.setattr(llmos.registry.capability, "check", check)
+    registry = Registry(Settings(home=tmp_path / "home"), probe=probe)
     mv = registry.import_path(tiny, "tiny")
     assert calls == [(tiny.resolve(), "chat")]
     assert mv.manifest["capabilities"] == {"ok": False, "error": "template does not render"}
@@ -276,14 +272,18 @@ def test_the_capability_check_runs_before_publishing_and_is_recorded(
     assert len(calls) == 1
 
 
+def test_a_registry_without_a_probe_records_no_capabilities(registry: Registry, tiny: Path) -> None:
+    assert registry.import_path(tiny, "tiny").manifest["capabilities"] is None
+
+
 def test_pull_hands_hub_references_to_the_hub_module(
     registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import llmos.registry.hub
+    import llmos.registry.sources.hub
 
     seen: list[tuple[Any, str]] = []
     monkeypatch.setattr(
-        llmos.registry.hub, "pull_hub", lambda reg, spec, progress: seen.append((reg, spec)) or "mv"
+        llmos.registry.sources.hub, "pull_hub", lambda reg, spec, progress: seen.append((reg, spec)) or "mv"
     )
     assert registry.pull("hf:Org/Repo@main", progress=False) == "mv"
     assert seen == [(registry, "hf:Org/Repo@main")]

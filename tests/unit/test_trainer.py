@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from tiny_models import build_tiny_chat_folder
 
-from llmos.tokenizer import TextTokenizer
+from llmos.runtime.tokenizer import TextTokenizer
 from llmos.train.config import TrainConfig
 from llmos.train.model import load_trainable
 from llmos.train.sft import IGNORE_INDEX, build_examples

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from llmos.errors import CorruptArtifact
-from llmos.registry.digests import CHUNK_SIZE, is_hex_digest, sha256_file
-from llmos.registry.faults import crash_point
+from llmos.store.digests import CHUNK_SIZE, is_hex_digest, sha256_file
+from llmos.store.faults import crash_point
 
 try:
     import fcntl

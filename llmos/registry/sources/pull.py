@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from llmos.errors import CorruptArtifact
-from llmos.registry.catalog import CatalogEntry
-from llmos.registry.convert import convert_gguf
-from llmos.registry.progress import ByteProgress
-from llmos.registry.sources import cached_wheel, extract_folder, installed_path, stream_part
+from llmos.registry.importing.convert import convert_gguf
+from llmos.registry.sources.catalog import CatalogEntry
+from llmos.registry.sources.progress import ByteProgress
+from llmos.registry.sources.wheels import cached_wheel, extract_folder, installed_path, stream_part
 
 log = logging.getLogger(__name__)
 

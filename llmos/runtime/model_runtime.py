@@ -20,11 +20,11 @@ from llmos.engine.config import EngineConfig, resolve_device, resolve_dtype
 from llmos.engine.engine import Engine
 from llmos.engine.structured_output import StructuredOutputBackend
 from llmos.errors import InvalidModelFile, UnsupportedArchitecture
-from llmos.tokenizer import TextTokenizer
+from llmos.runtime.tokenizer import TextTokenizer
 
 if TYPE_CHECKING:
-    from llmos.embeddings import EmbeddingRuntime
-    from llmos.registry.lora import LoraAdapter
+    from llmos.models.lora import LoraAdapter
+    from llmos.runtime.embeddings import EmbeddingRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def resolve_model(
         if path.is_dir():
             return ResolvedModel(path.name, path, {})
     from llmos.registry import Registry
-    from llmos.registry.lora import resolve_adapter
+    from llmos.registry.adapters import resolve_adapter
 
     registry = Registry(settings, recover=False)  # reading: cleanup belongs to writers and `llmos gc`
     try:
@@ -157,7 +157,7 @@ def load_runtime(
                 path, engine_config.dtype, engine_config.device, settings.trust_remote_code
             )
             if adapters:
-                from llmos.registry.lora import merge_into
+                from llmos.models.lora import merge_into
 
                 for adapter in adapters:
                     merge_into(model.hf, adapter)
@@ -182,7 +182,7 @@ def _read_adapters(resolved: ResolvedModel) -> list[LoraAdapter]:
     """The resolved LoRA adapters, each checked against the base before any weight is loaded."""
     if not resolved.adapter_dirs:
         return []
-    from llmos.registry.lora import LoraAdapter
+    from llmos.models.lora import LoraAdapter
 
     adapters = [LoraAdapter.from_dir(folder) for folder in resolved.adapter_dirs]
     for adapter in adapters:
@@ -206,6 +206,6 @@ def load_any_runtime(
     name, path, manifest = resolve_model_dir(ref, settings, allow_path=allow_path)
     if manifest.get("kind") != "embedding":
         return load_runtime(ref, settings, verify=False, allow_path=allow_path)  # verified just now
-    from llmos.embeddings import load_embedding_runtime
+    from llmos.runtime.embeddings import load_embedding_runtime
 
     return load_embedding_runtime(name, path, manifest, device=str(resolve_device(settings.device)))

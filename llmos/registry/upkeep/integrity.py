@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmos.registry.blobs import BlobStore
-from llmos.registry.digests import sha256_file
 from llmos.registry.model_version import ModelVersion
+from llmos.store.blobs import BlobStore
+from llmos.store.digests import sha256_file
 
 
 @dataclass(frozen=True, slots=True)

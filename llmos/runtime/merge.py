@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmos.errors import InvalidModelFile
-from llmos.registry.lora import LoraAdapter, merge_weights, resolve_adapter
-from llmos.registry.manifest import TORCH_DTYPE_NAMES, read_safetensors_header
+from llmos.models.lora import LoraAdapter, merge_weights
+from llmos.registry.adapters import resolve_adapter
 from llmos.registry.model_version import ModelVersion
+from llmos.store.safetensors_header import TORCH_DTYPE_NAMES, read_safetensors_header
 
 if TYPE_CHECKING:
     import torch

@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from llmos.errors import AlreadyExists
-from llmos.registry import events
 from llmos.registry.model_version import ModelVersion
-from llmos.registry.names import LATEST
+from llmos.registry.versions import events
 from llmos.store import AliasRow, ModelRow, ModelVersionRow
+from llmos.store.names import LATEST
 
 
 def aliases_by_version(session: Session, model_ids: set[int]) -> dict[tuple[int, int], tuple[str, ...]]:

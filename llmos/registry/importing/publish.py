@@ -7,9 +7,8 @@ and ``latest`` move in one transaction under the store lock; ``unpublish`` is th
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,18 +16,22 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from llmos.errors import CorruptArtifact
-from llmos.registry import aliases, events
-from llmos.registry import manifest as facts
-from llmos.registry.faults import crash_point
-from llmos.registry.folders import scan_folder
+from llmos.registry.importing import manifest as facts
+from llmos.registry.importing.folders import scan_folder
 from llmos.registry.model_version import ModelVersion
-from llmos.registry.names import LATEST
+from llmos.registry.versions import aliases, events
 from llmos.store import ModelFileRow, ModelRow, ModelVersionRow
+from llmos.store.audit import utcnow
+from llmos.store.faults import crash_point
+from llmos.store.names import LATEST
 
 if TYPE_CHECKING:
     from llmos.registry.registry import Registry
 
 log = logging.getLogger(__name__)
+
+CapabilityProbe = Callable[[Path, str], dict[str, Any]]
+"""``probe(folder, kind)`` -> a report with at least ``ok``; never raises (``runtime.capability.check``)."""
 
 
 def register(
@@ -45,18 +48,18 @@ def register(
     )
     found = facts.read_facts(files)  # before the blobs: a move empties the folder
     kind = origin.extra.get("kind") or origin.kind or facts.infer_kind(found)
-    capabilities = check_capabilities(folder, kind) if check else None
+    capabilities = check_capabilities(registry, folder, kind) if check else None
     stored = {rel: registry.blobs.put(path, work, move=move) for rel, path in files.items()}
     crash_point("blob_after_rename_before_db")
     manifest = facts.build_manifest(name, found, stored, origin, capabilities)
     return publish(registry, name, stored, manifest, work, origin.action)
 
 
-def check_capabilities(folder: Path, kind: str) -> dict[str, Any] | None:
-    """The capability check's report on a folder about to be registered (None where there is none)."""
-    if importlib.util.find_spec("llmos.registry.capability") is None:
+def check_capabilities(registry: Registry, folder: Path, kind: str) -> dict[str, Any] | None:
+    """The registry's probe's report on a folder about to be registered (None without a probe)."""
+    if registry.probe is None:
         return None
-    report: dict[str, Any] = importlib.import_module("llmos.registry.capability").check(folder, kind)
+    report = registry.probe(folder, kind)
     if not report.get("ok", False):
         log.warning("capability check failed for %s: %s", folder, report.get("error"))
     return report
@@ -92,7 +95,7 @@ def publish(
             session.add(model)
             session.flush()
             last, version = _next_version(session, model)
-            now = events.utcnow()
+            now = utcnow()
             manifest.update(version=version, imported_at=now.isoformat())
             snap = blobs.publish(
                 blobs.materialize({r: h for r, (h, _) in stored.items()}, work), name, version

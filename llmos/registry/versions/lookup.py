@@ -10,11 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from llmos.errors import ModelNotFound
-from llmos.registry import aliases
-from llmos.registry.catalog import find_entry
 from llmos.registry.model_version import ModelVersion
-from llmos.registry.names import LATEST, ModelRef
+from llmos.registry.sources.catalog import find_entry
+from llmos.registry.versions import aliases
 from llmos.store import ModelRow, ModelVersionRow
+from llmos.store.names import LATEST, ModelRef
 
 
 def rows(session: Session, name: str) -> list[ModelVersionRow]:

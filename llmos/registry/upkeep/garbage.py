@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmos.registry.blobs import BlobStore
+from llmos.store.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Named crash points for the kill -9 tests of the registry's write path (RELIABILITY.md E2).
+"""Named crash points for the kill -9 tests of the write paths: blobs, registry, training (RELIABILITY E2).
 
 When ``LLMOS_CRASH_POINT`` names a point, the process dies there with ``os._exit(137)`` — as
 abruptly as SIGKILL, no cleanup, no flush — so tests can prove every point leaves a consistent store.

@@ -1,5 +1,8 @@
 """LoRA adapters in PEFT's folder layout: read, check against a base model, merge into its weights.
 
+Which registered version an adapter is and which base it goes on is the registry's business
+(``registry/adapters.py``); this module only reads the folder it is handed and does the arithmetic.
+
 An adapter folder holds ``adapter_config.json`` and ``adapter_model.safetensors`` (never pickles).
 Merging computes ``W += scaling * B @ A`` (``scaling = alpha / r``, or ``alpha / sqrt(r)`` with
 rsLoRA) in float32 on the Hugging Face weight names, before a native model fuses q/k/v or gate/up.
@@ -16,16 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmos.errors import InvalidModelFile, InvalidRequest
-from llmos.registry.folders import ADAPTER_CONFIG
-from llmos.registry.manifest import read_safetensors_header
+from llmos.errors import InvalidModelFile
+from llmos.store.safetensors_header import read_safetensors_header
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-    from llmos.registry.model_version import ModelVersion
-    from llmos.registry.registry import Registry
-
+ADAPTER_CONFIG = "adapter_config.json"  # PEFT's file names
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 KEY_RE = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<half>[AB])\.weight$")
 
@@ -216,33 +216,3 @@ def merge_into(target: dict[str, Tensor] | nn.Module, adapter: LoraAdapter) -> N
                 target[name] = value.to(tensors[name].dtype)
             else:
                 tensors[name].copy_(value)
-
-
-def resolve_adapter(
-    registry: Registry, adapter_ref: str, base_ref: str | None = None
-) -> tuple[ModelVersion, ModelVersion]:
-    """``(base, adapter)`` versions for ``base_ref+adapter_ref``; without ``base_ref``, the base the
-    adapter's manifest names. Raises ``ModelNotFound``, or ``InvalidRequest`` when ``adapter_ref`` is
-    not an adapter or ``base_ref`` is not (byte for byte) the base it was made for."""
-    adapter = registry.resolve(adapter_ref)
-    if adapter.manifest.get("kind") != "adapter":
-        raise InvalidRequest(
-            f"{adapter.ref} is not a LoRA adapter (it is a {adapter.manifest.get('kind')} model); "
-            "name an adapter version there (`llmos list` shows kinds)",
-            param="model",
-        )
-    declared = adapter.manifest.get("base")
-    wanted = base_ref or declared
-    if not isinstance(wanted, str):
-        raise InvalidModelFile(
-            f"{adapter.ref} does not record its base model; load it as BASE+{adapter.name}"
-        )
-    base = registry.resolve(wanted)
-    expected = adapter.manifest.get("base_digest")
-    if (expected and base.digest != expected) or (not expected and declared and base.ref != declared):
-        raise InvalidRequest(
-            f"{adapter.ref} was made for {declared}, not {base.ref} (different weights); "
-            f"load it as {declared}+{adapter.ref}",
-            param="model",
-        )
-    return base, adapter

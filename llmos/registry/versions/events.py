@@ -6,9 +6,8 @@ something that did not happen. ``llmos history`` reads them back, oldest first (
 
 from __future__ import annotations
 
-import getpass
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -16,26 +15,9 @@ from sqlalchemy.orm import Session
 
 from llmos.registry.model_version import ModelVersion
 from llmos.store import EventRow
+from llmos.store.audit import as_utc, utcnow
 
 ACTIONS = ("imported", "pulled", "copied", "merged", "tagged", "untagged", "removed")
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware, in UTC."""
-    return datetime.now(UTC)
-
-
-def as_utc(when: datetime) -> datetime:
-    """``when`` with its timezone (SQLite hands timestamps back naive; they were stored in UTC)."""
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def current_user() -> str:
-    """Who is acting: the login name, or ``unknown`` where the OS cannot say (some containers)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER: still record the change
-        return "unknown"
 
 
 @dataclass(frozen=True, slots=True)

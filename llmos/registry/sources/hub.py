@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmos.errors import InvalidModelFile, InvalidModelName, ModelNotFound, SourceUnavailable
-from llmos.registry.folders import read_config
+from llmos.registry.importing.folders import read_config
 from llmos.registry.model_version import ModelVersion
-from llmos.registry.names import MAX_NAME_LEN, validate_name
-from llmos.registry.progress import ByteProgress, RichProgress
+from llmos.registry.sources.progress import ByteProgress, RichProgress
+from llmos.store.names import MAX_NAME_LEN, validate_name
 
 if TYPE_CHECKING:
     from llmos.registry.registry import Registry

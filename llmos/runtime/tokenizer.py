@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llmos.chat_template import render_chat_template
 from llmos.errors import InvalidModelFile, InvalidRequest
+from llmos.runtime.chat_template import render_chat_template
 
 
 class TextTokenizer:

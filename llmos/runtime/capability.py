@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmos.registry.folders import read_config
+from llmos.registry.importing.folders import read_config
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def _context_length(folder: Path) -> int | None:
 def _check_generation(folder: Path) -> dict[str, Any]:
     import torch
 
-    from llmos.tokenizer import TextTokenizer
+    from llmos.runtime.tokenizer import TextTokenizer
 
     report: dict[str, Any] = {
         "ok": False,

@@ -18,9 +18,9 @@ from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO, Protocol
 
 from llmos.errors import InvalidModelFile, SourceUnavailable
-from llmos.registry.catalog import WheelPart
-from llmos.registry.digests import CHUNK_SIZE
-from llmos.registry.progress import Advance, ByteProgress
+from llmos.registry.sources.catalog import WheelPart
+from llmos.registry.sources.progress import Advance, ByteProgress
+from llmos.store.digests import CHUNK_SIZE
 
 log = logging.getLogger(__name__)
 PIP_TIMEOUT_S = 900

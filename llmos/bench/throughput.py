@@ -1,7 +1,7 @@
 """Throughput benchmark: llmos against transformers ``generate`` on one workload, in one run.
 
 The parent resolves the model and dtype once, then runs each system in its own subprocess
-(``python -m llmos.benchmark --phase SYSTEM --json``) so every peak RSS is that system's alone;
+(``python -m llmos.bench.throughput --phase SYSTEM --json``) so every peak RSS is that system's alone;
 each child rebuilds the same seeded ``Workload`` and prints one ``PhaseResult`` as JSON.
 """
 
@@ -214,7 +214,7 @@ async def _timed_request(engine: Any, prompt: list[int], max_tokens: int) -> Req
 
 
 def _load_llmos(model_dir: Path, dtype: str, device: str) -> tuple[Any, float]:
-    from llmos.runtime import load_runtime
+    from llmos.runtime.model_runtime import load_runtime
 
     runtime = load_runtime(model_dir, Settings.from_env(dtype=dtype, device=device))
     asyncio.run(_timed_request(runtime.engine, [100 + i for i in range(16)], 4))  # warm-up
@@ -368,7 +368,16 @@ def run_phase(system: str, model_dir: Path, options: BenchmarkOptions) -> PhaseR
 
 
 def _phase_argv(system: str, model_dir: Path, options: BenchmarkOptions) -> list[str]:
-    argv = [sys.executable, "-m", "llmos.benchmark", "--phase", system, "--json", "--model", str(model_dir)]
+    argv = [
+        sys.executable,
+        "-m",
+        "llmos.bench.throughput",
+        "--phase",
+        system,
+        "--json",
+        "--model",
+        str(model_dir),
+    ]
     for key in ("dtype", "device", "num_requests", "seed", "batch_size", "subset", "threads"):
         argv += [f"--{key.replace('_', '-')}", str(getattr(options, key))]
     for key in ("prompt_len", "output_len"):
@@ -401,7 +410,7 @@ def compare(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def run_benchmark(options: BenchmarkOptions, settings: Settings | None = None) -> dict[str, Any]:
     """Resolve the model, run each system in its own subprocess, and return the report."""
-    from llmos.runtime import resolve_model_dir
+    from llmos.runtime.model_runtime import resolve_model_dir
 
     settings = settings or Settings.from_env()
     name, model_dir, _ = resolve_model_dir(options.model or settings.default_model, settings)
@@ -476,7 +485,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, B
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Entry point for ``python -m llmos.benchmark`` and ``benchmarks/throughput.py``; prints JSON."""
+    """Entry point for ``python -m llmos.bench.throughput`` and ``benchmarks/throughput.py``; prints JSON."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args, options = parse_args(argv)
     if args.phase:

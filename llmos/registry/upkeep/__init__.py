@@ -1,0 +1,1 @@
+"""Keeping the store honest: re-hashing versions against manifests, garbage collection."""

@@ -1,0 +1,1 @@
+"""Versions, aliases and history: finding rows for a reference, moving aliases, the event log."""
