@@ -1,1 +1,1 @@
-"""The HTTP edge: the FastAPI app, the OpenAI and native routes, serving (OpenAI <-> runtime), the model pool."""
+"""The HTTP edge: the FastAPI app, OpenAI and native routes, serving (OpenAI <-> runtime), model pool."""
