@@ -35,6 +35,7 @@ lint: dev
 	$(BIN)/ruff check llmos tests benchmarks
 	$(BIN)/ruff format --check llmos tests benchmarks
 	$(BIN)/mypy llmos
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python benchmarks/throughput.py
