@@ -1,13 +1,41 @@
-"""The import rule of DESIGN.md: ``engine/`` never imports the server, the registry, tokenizers or
-pydantic; and importing the engine does not pull in transformers (the model loader imports it lazily)."""
+"""The import direction of DESIGN.md, enforced: import-linter's contracts (pyproject ``[tool.importlinter]``)
+read every import, also those inside functions; and importing the engine stays light at run time."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 FORBIDDEN_FOR_ENGINE = ["llmos.server", "llmos.registry", "tokenizers", "pydantic", "fastapi"]
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` on the ``llmos`` package under ``root`` with ``root``'s pyproject contracts."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    cmd = [str(LINT_IMPORTS), str(root / "pyproject.toml"), "--no-cache"]
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_tree_keeps_every_import_contract() -> None:
+    result = lint_imports(REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "broken" not in result.stdout.lower().replace("0 broken", "")
+
+
+def test_an_upward_import_inside_a_function_breaks_the_contracts(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "llmos", tmp_path / "llmos", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    engine = tmp_path / "llmos" / "engine" / "engine.py"
+    engine.write_text(engine.read_text() + "\n\ndef _reach_up() -> None:\n    import llmos.server.app  # noqa\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "llmos.engine.engine -> llmos.server.app" in result.stdout
 
 
 def modules_after_import(*modules: str) -> set[str]:
@@ -31,3 +59,9 @@ def test_importing_the_engine_does_not_import_transformers() -> None:
     loaded = modules_after_import("llmos.engine.engine")
     assert "llmos.engine.engine" in loaded
     assert offenders(loaded, ["transformers"]) == []
+
+
+def test_importing_the_registry_does_not_import_torch() -> None:
+    loaded = modules_after_import("llmos.registry", "llmos.store")
+    assert "llmos.registry.registry" in loaded
+    assert offenders(loaded, ["torch", "transformers", "llmos.engine", "llmos.runtime"]) == []
