@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tiny_models import build_byte_bpe_tokenizer, build_tiny_llama
+from tiny_models import build_tiny_llama
 from transformers import PreTrainedTokenizerFast
 
 from llmos.engine.async_engine import AsyncEngine
@@ -26,8 +26,8 @@ CONFIG = {"max_model_len": 256, "block_size": 4, "max_num_batched_tokens": 32, "
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> PreTrainedTokenizerFast:
-    return build_byte_bpe_tokenizer()
+def tokenizer(byte_tokenizer: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
+    return byte_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tiny_models import build_tiny_chat_folder, build_tiny_llama
+from tiny_models import build_tiny_llama
 
 from llmos.runtime.capability import check
 
 
 @pytest.fixture(scope="module")
-def tiny_chat(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_chat_folder(tmp_path_factory.mktemp("chat") / "model")
+def tiny_chat(tiny_chat_folder: Path) -> Path:
+    return tiny_chat_folder
 
 
 def test_chat_model_renders_its_template_and_generates(tiny_chat: Path) -> None:

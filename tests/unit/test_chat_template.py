@@ -14,9 +14,10 @@ from llmos.runtime.chat_template import MAX_RENDERED_CHARS, render_chat_template
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-    "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    "'<|im_end|>' + '\\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
-MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi \"there\" <b>"}]
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": 'Hi "there" <b>'}]
 
 
 def test_chatml_renders_as_transformers_renders_it() -> None:
@@ -37,7 +38,10 @@ def test_loopcontrols_and_tojson_options_work() -> None:
 
 
 def test_raise_exception_in_a_template_is_a_clear_rejection() -> None:
-    source = "{% if messages[0].role != 'user' %}{{ raise_exception('Conversation roles must alternate') }}{% endif %}"
+    source = (
+        "{% if messages[0].role != 'user' %}"
+        "{{ raise_exception('Conversation roles must alternate') }}{% endif %}"
+    )
     with pytest.raises(InvalidRequest, match="rejected the messages: Conversation roles must alternate"):
         render_chat_template(source, MESSAGES)
 
@@ -59,6 +63,7 @@ def test_sandbox_escapes_are_refused(escape: str) -> None:
 
 
 def test_a_template_that_expands_past_the_cap_is_refused() -> None:
-    source = "{% for i in range(" + str(MAX_RENDERED_CHARS // 1000 + 10) + ") %}" + "x" * 1000 + "{% endfor %}"
+    repeats = MAX_RENDERED_CHARS // 1000 + 10
+    source = "{% for i in range(" + str(repeats) + ") %}" + "x" * 1000 + "{% endfor %}"
     with pytest.raises(InvalidRequest, match="too large"):
         render_chat_template(source, MESSAGES)

@@ -4,7 +4,6 @@ characters, stop strings."""
 from __future__ import annotations
 
 import pytest
-from tiny_models import build_byte_bpe_tokenizer
 from transformers import PreTrainedTokenizerFast
 
 from llmos.engine.detokenizer import Detokenizer
@@ -15,8 +14,8 @@ STREAMED_TEXT = "Hello wörld! 你好 🙂 café, ü 😀 日本 and señor — 
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> PreTrainedTokenizerFast:
-    return build_byte_bpe_tokenizer()
+def tokenizer(byte_tokenizer: PreTrainedTokenizerFast) -> PreTrainedTokenizerFast:
+    return byte_tokenizer
 
 
 def stream(

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from tiny_models import build_tiny_chat_folder
 
 from llmos.config import Settings
 from llmos.evaluate.results import EvalResult, ResultStore, compare
@@ -18,9 +18,9 @@ from llmos.registry import Registry
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def home(tmp_path_factory: pytest.TempPathFactory, tiny_chat_folder: Path) -> Path:
     home = tmp_path_factory.mktemp("compare-home")
-    source = build_tiny_chat_folder(tmp_path_factory.mktemp("tiny") / "model")
+    source = Path(shutil.copytree(tiny_chat_folder, tmp_path_factory.mktemp("tiny") / "model"))
     registry = Registry(Settings(home=home))
     registry.import_path(source, "tiny")
     (source / "generation_config.json").write_text('{"do_sample": false}')  # new content → version 2

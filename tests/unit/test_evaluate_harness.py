@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from tiny_models import build_tiny_chat_folder
 
 import llmos
-from llmos.config import Settings
 from llmos.evaluate.harness import LlmosLM, loglikelihoods, multiple_choice_accuracy
-from llmos.registry import Registry
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("harness-home")
-    Registry(Settings(home=home)).import_path(
-        build_tiny_chat_folder(tmp_path_factory.mktemp("t") / "m"), "tiny"
-    )
-    model = llmos.load_model("tiny", home=home, dtype="float32")
+def tiny(tiny_home: Path):
+    model = llmos.load_model("tiny", home=tiny_home, dtype="float32")
     yield model
     model.close()
 

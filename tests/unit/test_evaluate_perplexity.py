@@ -11,23 +11,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import build_tiny_chat_folder
 
 import llmos
-from llmos.config import Settings
 from llmos.errors import InvalidRequest
 from llmos.evaluate.perplexity import perplexity, sliding_windows
-from llmos.registry import Registry
 
 TEXT = " ".join(["the capital of france is paris hello world"] * 40)
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("eval-home")
-    source = build_tiny_chat_folder(tmp_path_factory.mktemp("tiny") / "model")
-    Registry(Settings(home=home)).import_path(source, "tiny")
-    return home
+def home(tiny_home: Path) -> Path:
+    return tiny_home
 
 
 @pytest.fixture(scope="module")

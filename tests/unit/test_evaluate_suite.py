@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 from sklearn.metrics import f1_score
-from tiny_models import build_tiny_chat_folder
 
 from llmos.config import Settings
 from llmos.errors import InvalidRequest
 from llmos.evaluate.suite import SHIPPED, Suite, find_suite, macro_f1, normalize
-from llmos.registry import Registry
 
 
 def test_macro_f1_equals_sklearn() -> None:
@@ -46,11 +44,8 @@ def test_unknown_suite_names_the_known_ones(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("suite-home")
-    Registry(Settings(home=home)).import_path(
-        build_tiny_chat_folder(tmp_path_factory.mktemp("t") / "m"), "tiny"
-    )
+def home(tiny_home: Path) -> Path:
+    home = tiny_home
     (home / "suites").mkdir()
     (home / "data.txt").write_text("the capital of france is paris " * 30)
     (home / "suites" / "mine.yaml").write_text(

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import build_tiny_chat_folder
 
 from llmos.errors import InvalidRequest
 from llmos.explain import ExplainModel, explain, load_explain_model
@@ -19,8 +18,8 @@ ANSWERS = {"red": "yes", "blue": "no"}
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> ExplainModel:
-    return load_explain_model(build_tiny_chat_folder(tmp_path_factory.mktemp("tiny")), "tiny")
+def tiny(tiny_chat_folder: Path) -> ExplainModel:
+    return load_explain_model(tiny_chat_folder, "tiny")
 
 
 def _planted_folder(path: Path) -> Path:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
-from tiny_models import build_tiny_chat_folder
 
 from llmos.errors import InvalidRequest
 from llmos.explain import ExplainModel, explain, load_explain_model
@@ -14,8 +15,8 @@ PROMPT = "the capital of france is"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> ExplainModel:
-    return load_explain_model(build_tiny_chat_folder(tmp_path_factory.mktemp("tiny")), "tiny")
+def tiny(tiny_chat_folder: Path) -> ExplainModel:
+    return load_explain_model(tiny_chat_folder, "tiny")
 
 
 def test_attention_rows_are_causal_distributions(tiny: ExplainModel) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from tiny_models import build_tiny_chat_folder
 from typer.testing import CliRunner
 
 from llmos.config import Settings
@@ -24,8 +23,8 @@ EXAMPLE = Explanation(
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_chat_folder(tmp_path_factory.mktemp("tiny"))
+def folder(tiny_chat_folder: Path) -> Path:
+    return tiny_chat_folder
 
 
 def test_html_is_self_contained_and_shows_tokens_with_scores() -> None:

@@ -32,7 +32,8 @@ def test_an_upward_import_inside_a_function_breaks_the_contracts(tmp_path: Path)
     shutil.copytree(REPO / "llmos", tmp_path / "llmos", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     engine = tmp_path / "llmos" / "engine" / "engine.py"
-    engine.write_text(engine.read_text() + "\n\ndef _reach_up() -> None:\n    import llmos.server.app  # noqa\n")
+    reach_up = "\n\ndef _reach_up() -> None:\n    import llmos.server.app  # noqa\n"
+    engine.write_text(engine.read_text() + reach_up)
     result = lint_imports(tmp_path)
     assert result.returncode != 0
     assert "llmos.engine.engine -> llmos.server.app" in result.stdout

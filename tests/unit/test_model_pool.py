@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from tiny_models import build_tiny_chat_folder
 
 from llmos.config import Settings
 from llmos.errors import InvalidRequest, ModelNotFound, ServerBusy, ServiceUnavailable
@@ -15,8 +14,8 @@ from llmos.server.model_pool import ModelPool
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_chat_folder(tmp_path_factory.mktemp("tiny") / "model")
+def tiny_folder(tiny_chat_folder: Path) -> Path:
+    return tiny_chat_folder
 
 
 @pytest.fixture

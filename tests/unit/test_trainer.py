@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from tiny_models import build_tiny_chat_folder
 
 from llmos.runtime.tokenizer import TextTokenizer
 from llmos.train.config import TrainConfig
@@ -30,8 +29,8 @@ RECORDS = [
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_chat_folder(tmp_path_factory.mktemp("tiny") / "model")
+def folder(tiny_chat_folder: Path) -> Path:
+    return tiny_chat_folder
 
 
 def _config(**overrides: object) -> TrainConfig:

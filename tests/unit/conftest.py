@@ -1,0 +1,55 @@
+"""Fixtures the unit tests share: tiny random-weight models built once per session (safetensors +
+config.json, so the real loaders run) and homes with one registered. The folders are read-only to
+tests: a test that changes model files copies the folder first (``copy_model``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tiny_models import build_byte_bpe_tokenizer, build_tiny_chat_folder
+from transformers import PreTrainedTokenizerFast
+
+from llmos.config import Settings
+from llmos.registry import Registry
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random llama with a WordLevel tokenizer and a chat template, saved HF-style."""
+    return build_tiny_chat_folder(tmp_path_factory.mktemp("tiny-chat") / "model")
+
+
+@pytest.fixture(scope="session")
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """A tiny byte-level BPE trained on a few sentences (ids 0-2: <pad>, <s>, </s>)."""
+    return build_byte_bpe_tokenizer()
+
+
+@pytest.fixture
+def copy_model(tmp_path: Path) -> Callable[[Path], Path]:
+    """``copy_model(folder)``: a private copy of a shared model folder, for tests that change files."""
+
+    def copy(folder: Path) -> Path:
+        return Path(shutil.copytree(folder, tmp_path / f"copy-of-{folder.parent.name}-{folder.name}"))
+
+    return copy
+
+
+def register_tiny(home: Path, folder: Path, name: str = "tiny") -> Path:
+    """``home`` with ``folder`` imported as ``name`` (no capability probe: the registry's default)."""
+    registry = Registry(Settings(home=home))
+    try:
+        registry.import_path(folder, name)
+    finally:
+        registry.close()
+    return home
+
+
+@pytest.fixture(scope="module")
+def tiny_home(tmp_path_factory: pytest.TempPathFactory, tiny_chat_folder: Path) -> Path:
+    """A home (one per test module) where the tiny chat model is registered as ``tiny``."""
+    return register_tiny(tmp_path_factory.mktemp("tiny-home"), tiny_chat_folder)
