@@ -213,6 +213,11 @@ class Client:
         """The server's stored models: name, version, ref, kind, size_bytes, digest, aliases, loaded…"""
         return list(self.request("GET", "/api/models")["models"])
 
+    def show(self, name: str) -> dict[str, Any]:
+        """One stored model as the server describes it: ref, kind, aliases, loaded, manifest…
+        Raises ModelNotFound."""
+        return dict(self.request("GET", f"/api/models/{name}"))
+
     def ps(self) -> list[dict[str, Any]]:
         """The models loaded on the server now."""
         return list(self.request("GET", "/api/ps")["models"])

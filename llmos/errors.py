@@ -86,6 +86,19 @@ class EngineDead(LLMOSError):
     code = "engine_dead"
 
 
+class GenerationFailed(LLMOSError):
+    """The engine failed a request it had admitted (a fault inside ``step()``)."""
+
+    status_code = 500
+    error_type = "server_error"
+    code = "generation_failed"
+
+    @classmethod
+    def because(cls, reason: str | None) -> GenerationFailed:
+        """The error for an engine output that finished with ``error`` (``reason``: its message)."""
+        return cls(f"Generation failed: {reason or 'the engine gave no reason'}")
+
+
 class Unauthorized(LLMOSError):
     """A missing or wrong API key."""
 

@@ -15,7 +15,7 @@ from typing import Any
 from llmos.config import Settings
 from llmos.engine.outputs import Completion
 from llmos.engine.sampling_params import SamplingParams
-from llmos.errors import InvalidRequest
+from llmos.errors import GenerationFailed, InvalidRequest
 from llmos.runtime.embeddings import EmbeddingRuntime
 from llmos.runtime.model_runtime import ModelRuntime, load_any_runtime
 
@@ -94,13 +94,13 @@ class Model:
         results = self.runtime.engine.generate_batch(prompts, [params] * len(prompts))
         for result in results:
             if result.finish_reason == "error":
-                raise RuntimeError(f"generation failed: {result.error}")
+                raise GenerationFailed.because(result.error)
         return results
 
     def _stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[str]:
         for out in self.runtime.engine.stream(prompt_ids, params):
             if out.finish_reason == "error":
-                raise RuntimeError(f"generation failed: {out.error}")
+                raise GenerationFailed.because(out.error)
             if out.text:
                 yield out.text
 

@@ -7,16 +7,14 @@ next, so Ctrl-C or a closed terminal loses nothing; running it again resumes whe
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from llmos import data
-from llmos.cli.console import console, format_time, handles_errors
-from llmos.config import Settings
+from llmos.cli.console import Column, console, format_time, handles_errors, print_json, print_rows
+from llmos.cli.context import settings_of
 from llmos.data.annotations import validate_annotator, validate_label
 from llmos.data.version import DatasetVersion
 from llmos.errors import InvalidRequest
@@ -25,8 +23,25 @@ from llmos.store.audit import current_user
 QUIT, SKIP = ("q", "quit"), ("s", "skip")
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    return ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
+def _percent(value: float | None) -> str | None:
+    return f"{value:.1f}%" if value is not None else None
+
+
+LABEL_COLUMNS = (
+    Column("row", "row_id", justify="right"),
+    Column("label", "label"),
+    Column("annotator", "annotator"),
+    Column("status", "status"),
+    Column("labelled at", lambda a: format_time(a.updated_at)),
+)
+AGREEMENT_COLUMNS = (
+    Column("annotators", lambda p: f"{p.annotator_a} / {p.annotator_b}"),
+    Column("shared rows", "num_items", justify="right"),
+    Column("agreement", lambda p: _percent(p.percent_agreement), justify="right"),
+    Column(
+        "cohen's kappa", lambda p: f"{p.kappa:.3f}" if p.kappa is not None else "undefined", justify="right"
+    ),
+)
 
 
 def _label_set(label_set: str | None, version: DatasetVersion, rows: list[dict[str, Any]]) -> list[str]:
@@ -74,7 +89,7 @@ def _ask(labels: list[str]) -> str | None:
 def _loop(ctx: typer.Context, ref: str, label_set: str | None, annotator: str, split: str | None) -> None:
     from llmos.data.sdk import open_store
 
-    with open_store(_settings(ctx)) as store:
+    with open_store(settings_of(ctx)) as store:
         version = store.resolve(ref)
         rows = store.rows(version, 0, version.num_rows, split)
         labels = _label_set(label_set, version, rows)
@@ -112,7 +127,7 @@ def annotate(
 ) -> None:
     """Label records one by one in the terminal (resumable), or --export the labels as a new version."""
     if export:  # all annotators' labels unless one is named
-        version = data.apply_annotations(ref, annotator=annotator, name=name, settings=_settings(ctx))
+        version = data.apply_annotations(ref, annotator=annotator, name=name, settings=settings_of(ctx))
         verb = "[green]annotated[/green]" if version.is_new else "unchanged:"
         console.print(f"{verb} {version.ref} ({version.num_rows:,} rows) {version.digest[:19]}")
         console.print("  " + ", ".join(f"{k} {v}" for k, v in version.report.items()))
@@ -128,18 +143,11 @@ def labels(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List the labels given on a version, with annotator, time and review status."""
-    found = data.labels(ref, annotator, settings=_settings(ctx))
+    found = data.labels(ref, annotator, settings=settings_of(ctx))
     if as_json:
-        typer.echo(json.dumps([a.to_dict() for a in found], indent=2, ensure_ascii=False))
+        print_json([a.to_dict() for a in found])
         return
-    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold")
-    for column in ("row", "label", "annotator", "status", "labelled at"):
-        table.add_column(column, justify="right" if column == "row" else "left")
-    for a in found:
-        table.add_row(
-            str(a.row_id), escape(a.label), escape(a.annotator), a.status, format_time(a.updated_at)
-        )
-    console.print(table if found else "no labels yet")
+    print_rows(found, LABEL_COLUMNS, empty="no labels yet")
 
 
 @handles_errors
@@ -151,7 +159,7 @@ def review(
     annotator: str = typer.Option(..., "--annotator", help="Whose label to review."),
 ) -> None:
     """Accept or reject one annotator's label on a row."""
-    a = data.review(ref, row_id, annotator, status, settings=_settings(ctx))
+    a = data.review(ref, row_id, annotator, status, settings=settings_of(ctx))
     console.print(f"{a.ref} row {a.row_id}: {escape(a.annotator)}'s label {escape(a.label)!r} is {a.status}")
 
 
@@ -162,21 +170,11 @@ def agreement(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Percent agreement and Cohen's kappa between every two annotators on the rows both labelled."""
-    pairs = data.agreement(ref, settings=_settings(ctx))
+    pairs = data.agreement(ref, settings=settings_of(ctx))
     if as_json:
-        typer.echo(json.dumps([p.to_dict() for p in pairs], indent=2))
+        print_json([p.to_dict() for p in pairs])
         return
-    if not pairs:
-        console.print("agreement needs labels from at least two annotators")
-        return
-    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold")
-    for column in ("annotators", "shared rows", "agreement", "cohen's kappa"):
-        table.add_column(column, justify="left" if column == "annotators" else "right")
-    for p in pairs:
-        percent = f"{p.percent_agreement:.1f}%" if p.percent_agreement is not None else "-"
-        kappa = f"{p.kappa:.3f}" if p.kappa is not None else "undefined"
-        table.add_row(escape(f"{p.annotator_a} / {p.annotator_b}"), str(p.num_items), percent, kappa)
-    console.print(table)
+    print_rows(pairs, AGREEMENT_COLUMNS, empty="agreement needs labels from at least two annotators")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,14 +6,13 @@ subprocess) and prints a table of the figures and the ratios against the issue's
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from llmos.cli.console import cli_errors, console, err_console, format_bytes
-from llmos.config import Settings
+from llmos.cli.console import console, err_console, format_bytes, handles_errors, print_json
+from llmos.cli.context import settings_of
 
 SYSTEMS = ("llmos", "hf-static", "hf-serial", "llmos-serial")  # llmos.bench.throughput.SYSTEMS, without torch
 
@@ -55,6 +54,7 @@ def render(report: dict[str, Any]) -> None:
     console.print(ratios)
 
 
+@handles_errors
 def bench(
     ctx: typer.Context,
     model: str = typer.Option(None, "--model", "-m", help="Model name or folder (default: the default)."),
@@ -70,20 +70,18 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Measure llmos against transformers generate: tokens/s, TTFT, TPOT, peak memory."""
-    settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
-    spans = {"prompt_len": _span(prompt_len, "--prompt-len"), "output_len": _span(output_len, "--output-len")}
-    with cli_errors():
-        from llmos.bench.throughput import BenchmarkOptions, run_benchmark
+    from llmos.bench.throughput import BenchmarkOptions, run_benchmark
 
-        options = BenchmarkOptions.create(
-            quick, model=model, dtype=dtype, num_requests=num_requests, batch_size=batch_size, subset=subset,
-            threads=threads, systems=tuple(s for s in systems.split(",") if s), **spans,
-        )  # fmt: skip
-        if not as_json:
-            err_console.print(f"[dim]running {', '.join(options.systems)}: this takes a while …[/dim]")
-        report = run_benchmark(options, settings)
+    spans = {"prompt_len": _span(prompt_len, "--prompt-len"), "output_len": _span(output_len, "--output-len")}
+    options = BenchmarkOptions.create(
+        quick, model=model, dtype=dtype, num_requests=num_requests, batch_size=batch_size, subset=subset,
+        threads=threads, systems=tuple(s for s in systems.split(",") if s), **spans,
+    )  # fmt: skip
+    if not as_json:
+        err_console.print(f"[dim]running {', '.join(options.systems)}: this takes a while …[/dim]")
+    report = run_benchmark(options, settings_of(ctx))
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        print_json(report)
     else:
         render(report)
 

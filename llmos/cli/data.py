@@ -6,17 +6,26 @@ split and export here; the annotation verbs (annotate, labels, review, agreement
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from llmos import data
 from llmos.cli import annotate
-from llmos.cli.console import console, format_bytes, format_time, handles_errors
-from llmos.config import Settings
+from llmos.cli.console import (
+    Column,
+    console,
+    format_bytes,
+    format_time,
+    handles_errors,
+    print_fields,
+    print_json,
+    print_rows,
+)
+from llmos.cli.context import settings_of
 from llmos.data.version import DatasetVersion
 
 app = typer.Typer(
@@ -26,15 +35,6 @@ JSON_OPTION = typer.Option(False, "--json", help="Print JSON.")
 SHOWN_CHARS = 80
 
 
-def settings_of(ctx: typer.Context) -> Settings:
-    """The CLI's settings (``ctx.obj`` in tests, else the environment)."""
-    return ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
-
-
-def echo_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
-
-
 def parents_text(version: DatasetVersion) -> str:
     """``cleaned_from reviews:1``, ``imported_from /path/file.jsonl`` (``-`` for none)."""
     return ", ".join(f"{p['relation']} {p.get('ref') or p.get('path')}" for p in version.parents) or "-"
@@ -42,6 +42,17 @@ def parents_text(version: DatasetVersion) -> str:
 
 def splits_text(version: DatasetVersion) -> str:
     return ", ".join(f"{name} {s['rows']:,}" for name, s in version.splits.items())
+
+
+LIST_COLUMNS = (
+    Column("dataset", "ref"),
+    Column("schema", "schema"),
+    Column("rows", lambda v: f"{v.num_rows:,}", justify="right"),
+    Column("splits", splits_text),
+    Column("digest", lambda v: v.digest.removeprefix("sha256:")[:12]),
+    Column("parents", parents_text, no_wrap=False),
+    Column("created at", lambda v: format_time(v.created_at)),
+)
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -93,7 +104,7 @@ def import_(
     """Import a file as the next version of a dataset (one train split)."""
     version = data.import_file(path, name, schema, skip_bad=skip_bad, format=fmt, settings=settings_of(ctx))
     if as_json:
-        echo_json({**version.to_dict(), "is_new": version.is_new})
+        print_json({**version.to_dict(), "is_new": version.is_new})
         return
     _print_new(version, "imported")
 
@@ -104,25 +115,10 @@ def list_(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """List every dataset version with its schema, splits and lineage."""
     versions = data.list(settings=settings_of(ctx))
     if as_json:
-        echo_json([v.to_dict() for v in versions])
+        print_json([v.to_dict() for v in versions])
         return
-    if not versions:
-        console.print("no datasets yet: try `llmos data import FILE --name NAME --schema text`")
-        return
-    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold")
-    for column in ("dataset", "schema", "rows", "splits", "digest", "parents", "created at"):
-        table.add_column(column, justify="right" if column == "rows" else "left", no_wrap=column != "parents")
-    for v in versions:
-        table.add_row(
-            v.ref,
-            v.schema,
-            f"{v.num_rows:,}",
-            splits_text(v),
-            v.digest.removeprefix("sha256:")[:12],
-            escape(parents_text(v)),
-            format_time(v.created_at),
-        )
-    console.print(table)
+    empty = "no datasets yet: try `llmos data import FILE --name NAME --schema text`"
+    print_rows(versions, LIST_COLUMNS, empty=empty)
 
 
 @app.command()
@@ -133,23 +129,20 @@ def show(
     """Show a version: digest, schema, splits, lineage and the report of the step that made it."""
     v = data.show(ref, settings=settings_of(ctx))
     if as_json:
-        echo_json(v.to_dict())
+        print_json(v.to_dict())
         return
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column(overflow="fold")
     size = sum(s["size"] for s in v.splits.values())
-    for key, value in (
-        ("dataset", v.ref),
-        ("digest", v.digest),
-        ("schema", f"{v.schema} ({', '.join(v.columns)})"),
-        ("splits", f"{splits_text(v)} ({format_bytes(size)} Parquet)"),
-        ("parents", parents_text(v)),
-        ("operation", f"{v.operation.get('name')} {json.dumps(v.operation.get('options') or {})}"),
-        ("created", f"{format_time(v.created_at)} by {v.manifest.get('created_by')}"),
-    ):
-        grid.add_row(key, escape(value))
-    console.print(grid)
+    print_fields(
+        [
+            ("dataset", v.ref),
+            ("digest", v.digest),
+            ("schema", f"{v.schema} ({', '.join(v.columns)})"),
+            ("splits", f"{splits_text(v)} ({format_bytes(size)} Parquet)"),
+            ("parents", parents_text(v)),
+            ("operation", f"{v.operation.get('name')} {json.dumps(v.operation.get('options') or {})}"),
+            ("created", f"{format_time(v.created_at)} by {v.manifest.get('created_by')}"),
+        ]
+    )
     console.print("[bold]report[/bold]")
     print_report(v.report)
 
@@ -160,6 +153,10 @@ def cell(value: Any) -> str:
         return "\n".join(f"{m['role']}: {cell(m['content'])}" for m in value)
     text = str(value)
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
+
+
+def _cell_of(key: str) -> Callable[[dict[str, Any]], str]:
+    return lambda row: cell(row[key])
 
 
 @app.command()
@@ -175,17 +172,13 @@ def head(
     """Print the first rows of a version."""
     rows = data.rows(ref, offset=offset, limit=n, split=split, settings=settings_of(ctx))
     if as_json:
-        echo_json(rows)
+        print_json(rows)
         return
-    if not rows:
-        console.print("no rows there")
-        return
-    table = Table(header_style="bold", show_lines=True)
-    for column in rows[0]:
-        table.add_column(column, justify="right" if column == "id" else "left", overflow="fold")
-    for row in rows:
-        table.add_row(*(escape(cell(value)) for value in row.values()))
-    console.print(table)
+    columns = [
+        Column(key, _cell_of(key), "right" if key == "id" else "left", no_wrap=False)
+        for key in (rows[0] if rows else ())
+    ]
+    print_rows(rows, columns, empty="no rows there", show_lines=True)
 
 
 @app.command()
@@ -200,7 +193,7 @@ def stats(
     """Rows per split, columns, a token length histogram and (classification) the label balance."""
     found = data.stats(ref, model=model, num_bins=bins, settings=settings_of(ctx))
     if as_json:
-        echo_json(found)
+        print_json(found)
         return
     tokens = found["tokens"]
     console.print(f"[bold]{found['ref']}[/bold] {found['schema']}: {', '.join(found['columns'])}")
@@ -249,7 +242,7 @@ def clean(
     )
     version = data.clean(ref, options, name=name, settings=settings_of(ctx))
     if as_json:
-        echo_json({**version.to_dict(), "is_new": version.is_new})
+        print_json({**version.to_dict(), "is_new": version.is_new})
         return
     _print_new(version, "cleaned")
 
@@ -270,7 +263,7 @@ def split(
     """Split all rows of a version into train and test, as a new version."""
     version = data.split(ref, test, seed, stratify=stratify, name=name, settings=settings_of(ctx))
     if as_json:
-        echo_json({**version.to_dict(), "is_new": version.is_new})
+        print_json({**version.to_dict(), "is_new": version.is_new})
         return
     _print_new(version, "split")
 

@@ -4,20 +4,23 @@ store the result; ``llmos eval results MODEL`` and ``llmos eval compare A B`` re
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 from typer.core import TyperGroup
 
-from llmos.cli.console import console, err_console, handles_errors
+from llmos.cli.console import Column, console, err_console, handles_errors, print_json, print_rows
+from llmos.cli.context import settings_of
 from llmos.config import Settings
 from llmos.errors import InvalidRequest
 from llmos.evaluate.results import EvalResult, ResultStore, compare, content_hash, numeric_metrics
 
 TASKS = ("perplexity", "bleu", "rouge")
+METRIC_COLUMNS = (
+    Column("METRIC", "metric"),
+    Column("VALUE", lambda r: f"{r['value']:.4f}" if isinstance(r["value"], float) else r["value"], "right"),
+)
 
 
 class _EvalGroup(TyperGroup):
@@ -47,7 +50,7 @@ def _run(
     if not data.is_file():
         raise InvalidRequest(f"no such data file: {data}")
     with llmos.load_model(ref) as model:
-        digest = model.runtime.manifest.get("digest")
+        digest = model.runtime.digest
         err_console.print(f"[dim]evaluating {model.name} on {data} ({task})[/dim]")
         head = {"model": model.name, "task": task, "digest": digest}
         if task == "perplexity":
@@ -56,29 +59,36 @@ def _run(
         return {**head, **evaluate_generation(model, task, data, max_tokens=max_tokens)}
 
 
-def _store(result: dict[str, Any], digest: str | None, data: Path, settings: dict[str, Any]) -> None:
+def _store(
+    settings: Settings, result: dict[str, Any], digest: str | None, data: Path, options: dict[str, Any]
+) -> None:
     metrics = {k: v for k, v in result.items() if k not in ("model", "task", "predictions")}
-    store = ResultStore(Settings.from_env())
+    store = ResultStore(settings)
     try:
         store.add(
-            EvalResult(result["model"], digest, "-", content_hash(data), result["task"], metrics, settings)
+            EvalResult(result["model"], digest, "-", content_hash(data), result["task"], metrics, options)
         )
     finally:
         store.close()
 
 
-def _exact_ref(ref: str) -> str:
+def _exact_ref(settings: Settings, ref: str) -> str:
     """``smollm2`` → ``smollm2-135m-instruct:1`` (what results are stored under); a folder stays as is."""
     from llmos.registry import Registry
 
     if Path(ref).expanduser().is_dir():
         return Path(ref).expanduser().name
-    return Registry(Settings.from_env()).resolve(ref).ref
+    registry = Registry(settings)
+    try:
+        return registry.resolve(ref).ref
+    finally:
+        registry.close()
 
 
 @eval_app.command("run", hidden=True)
 @handles_errors
 def evaluate(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="Model (name, name:N, name@alias or a folder)."),
     task: str = typer.Option(
         None, "--task", help="perplexity (a text file), bleu or rouge (a .jsonl of pairs)."
@@ -96,7 +106,7 @@ def evaluate(
 ) -> None:
     """Evaluate a model: `llmos eval smollm2 --task perplexity --data sample.txt --stride 256`."""
     if suite is not None:
-        _run_suite(model, suite, as_json)
+        _run_suite(settings_of(ctx), model, suite, as_json)
         return
     if task is None or data is None:
         raise InvalidRequest("give --task and --data, or --suite NAME (see `llmos eval suites`)")
@@ -105,66 +115,63 @@ def evaluate(
     settings = (
         {"stride": stride, "max_length": max_length} if task == "perplexity" else {"max_tokens": max_tokens}
     )
-    _store(result, digest, data, {**settings, "temperature": 0.0, "data": str(data)})
+    _store(settings_of(ctx), result, digest, data, {**settings, "temperature": 0.0, "data": str(data)})
     if as_json:
-        typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        print_json(result)
         return
-    table = Table("METRIC", "VALUE")
-    for key, value in result.items():
-        if key in ("model", "task", "predictions"):
-            continue
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    hidden = ("model", "task", "predictions")
+    shown = [{"metric": k, "value": v} for k, v in result.items() if k not in hidden]
     console.print(f"{result['model']} · {task}")
-    console.print(table)
+    print_rows(shown, METRIC_COLUMNS)
 
 
-def _run_suite(ref: str, name: str, as_json: bool) -> None:
+def _run_suite(settings: Settings, ref: str, name: str, as_json: bool) -> None:
     import llmos
     from llmos.evaluate.suite import Suite, find_suite, run_task
 
-    path = find_suite(name, Settings.from_env().home)
+    path = find_suite(name, settings.home)
     suite = Suite.from_file(path)
-    store = ResultStore(Settings.from_env())
+    store = ResultStore(settings)
     found = []
     try:
         with llmos.load_model(ref) as model:
             for task in suite.tasks:
                 err_console.print(f"[dim]{suite.name}/{task.name} ({task.type}) on {model.name}[/dim]")
                 metrics = run_task(model, task, path.parent)
-                settings = task.model_dump(exclude={"name", "type"})
-                store.add(EvalResult(model.name, model.runtime.manifest.get("digest"), suite.name,
-                                     content_hash(path), task.name, metrics, settings))  # fmt: skip
+                options = task.model_dump(exclude={"name", "type"})
+                store.add(EvalResult(model.name, model.runtime.digest, suite.name,
+                                     content_hash(path), task.name, metrics, options))  # fmt: skip
                 found.append({"task": task.name, "type": task.type, **metrics})
     finally:
         store.close()
     if as_json:
-        typer.echo(json.dumps({"model": ref, "suite": suite.name, "tasks": found}, indent=2))
+        print_json({"model": ref, "suite": suite.name, "tasks": found})
         return
-    table = Table("TASK", "TYPE", "METRICS")
-    for row in found:
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in numeric_metrics(row).items())
-        table.add_row(row["task"], row["type"], shown)
-    console.print(table)
+    print_rows(found, (Column("TASK", "task"), Column("TYPE", "type"), Column("METRICS", _metrics_text)))
 
 
 @eval_app.command("suites")
 @handles_errors
-def suites(as_json: bool = typer.Option(False, "--json")) -> None:
+def suites(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
     """The suites `--suite` accepts: shipped ones and those in $LLMOS_HOME/suites."""
     from llmos.evaluate.suite import Suite, suite_paths
 
     rows = []
-    for name, path in suite_paths(Settings.from_env().home).items():
+    for name, path in suite_paths(settings_of(ctx).home).items():
         suite = Suite.from_file(path)
         rows.append({"name": name, "path": str(path), "tasks": [t.name for t in suite.tasks],
                      "description": suite.description})  # fmt: skip
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    table = Table("SUITE", "TASKS", "DESCRIPTION", "PATH")
-    for row in rows:
-        table.add_row(str(row["name"]), ", ".join(row["tasks"]), str(row["description"]), str(row["path"]))
-    console.print(table)
+    columns = (
+        Column("SUITE", "name"),
+        Column("TASKS", lambda r: ", ".join(r["tasks"]), no_wrap=False),
+        Column("DESCRIPTION", "description", no_wrap=False),
+        Column("PATH", "path", no_wrap=False),
+    )
+    print_rows(rows, columns, as_json=as_json)
+
+
+def _metrics_text(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in numeric_metrics(metrics).items())
 
 
 def _number(value: float | None) -> str:
@@ -174,49 +181,58 @@ def _number(value: float | None) -> str:
 @eval_app.command("results")
 @handles_errors
 def results(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="Model (name, name:N or name@alias)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Every stored result of one model version, oldest first."""
-    ref = _exact_ref(model)
-    store = ResultStore(Settings.from_env())
+    settings = settings_of(ctx)
+    ref = _exact_ref(settings, model)
+    store = ResultStore(settings)
     try:
         found = store.for_model(ref)
     finally:
         store.close()
     if as_json:
-        typer.echo(json.dumps([r.to_dict() for r in found], ensure_ascii=False, indent=2))
+        print_json([r.to_dict() for r in found])
         return
-    table = Table("SUITE", "TASK", "METRICS", "WHEN")
-    for r in found:
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in numeric_metrics(r.metrics).items())
-        when = r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "-"
-        table.add_row(r.suite, r.task, shown, when)
-    console.print(table if found else f"[dim]No results for {ref} yet: `llmos eval {model} --task ...`[/dim]")
+    columns = (
+        Column("SUITE", "suite"),
+        Column("TASK", "task"),
+        Column("METRICS", lambda r: _metrics_text(r.metrics), no_wrap=False),
+        Column("WHEN", lambda r: r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else None),
+    )
+    print_rows(found, columns, empty=f"[dim]No results for {ref} yet: `llmos eval {model} --task ...`[/dim]")
 
 
 @eval_app.command("compare")
 @handles_errors
 def compare_cmd(
+    ctx: typer.Context,
     model_a: str = typer.Argument(..., help="The first model version (the baseline)."),
     model_b: str = typer.Argument(..., help="The second model version."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Stored results of two model versions side by side with deltas (nothing is recomputed)."""
-    ref_a, ref_b = _exact_ref(model_a), _exact_ref(model_b)
-    store = ResultStore(Settings.from_env())
+    settings = settings_of(ctx)
+    ref_a, ref_b = _exact_ref(settings, model_a), _exact_ref(settings, model_b)
+    store = ResultStore(settings)
     try:
         rows = compare(store, ref_a, ref_b)
     finally:
         store.close()
     if as_json:
-        typer.echo(json.dumps({"a": ref_a, "b": ref_b, "rows": rows}, indent=2))
+        print_json({"a": ref_a, "b": ref_b, "rows": rows})
         return
-    table = Table("SUITE", "TASK", "METRIC", ref_a, ref_b, "DELTA")
-    for row in rows:
-        delta = "-" if row["delta"] is None else f"{row['delta']:+.4f}"
-        table.add_row(row["suite"], row["task"], row["metric"], _number(row["a"]), _number(row["b"]), delta)
-    console.print(table)
+    columns = (
+        Column("SUITE", "suite"),
+        Column("TASK", "task"),
+        Column("METRIC", "metric"),
+        Column(ref_a, lambda r: _number(r["a"]), justify="right"),
+        Column(ref_b, lambda r: _number(r["b"]), justify="right"),
+        Column("DELTA", lambda r: None if r["delta"] is None else f"{r['delta']:+.4f}", justify="right"),
+    )
+    print_rows(rows, columns)
 
 
 @eval_app.command("harness")
@@ -245,13 +261,14 @@ def harness(
         )
     found = (out or {}).get("results", {})
     if as_json:
-        typer.echo(json.dumps(found, indent=2, default=str))
+        print_json(found)
         return
-    table = Table("TASK", "METRIC", "VALUE")
-    for task_name, metrics in found.items():
-        for key, value in numeric_metrics(metrics).items():
-            table.add_row(task_name, key, f"{value:.4f}")
-    console.print(table)
+    shown = [
+        {"task": task_name, "metric": key, "value": value}
+        for task_name, metrics in found.items()
+        for key, value in numeric_metrics(metrics).items()
+    ]
+    print_rows(shown, (Column("TASK", "task"), *METRIC_COLUMNS))
 
 
 def register(app: typer.Typer) -> None:

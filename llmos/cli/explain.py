@@ -3,12 +3,12 @@ model's attention maps and logit lens, in the terminal and as JSON, HTML and PNG
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from llmos.cli.console import console, err_console, handles_errors
+from llmos.cli.console import console, err_console, handles_errors, print_json
+from llmos.cli.context import settings_of
 from llmos.explain.explanation import METHODS, Explanation
 
 
@@ -28,6 +28,7 @@ def _print(explanation: Explanation) -> None:
 
 @handles_errors
 def explain(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="Model name, name:version, name@alias, or a folder."),
     prompt: str = typer.Argument(..., help="The prompt to explain."),
     target: str = typer.Option(None, help="The continuation to explain (default: greedy output)."),
@@ -41,14 +42,13 @@ def explain(
     as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
 ) -> None:
     """Explain a continuation: `llmos explain smollm2 "The capital of France is" --target " Paris"`."""
-    from llmos.config import Settings
     from llmos.explain import explain as run_explain
     from llmos.explain import load_explain_ref
 
-    em = load_explain_ref(model, Settings.from_env())
+    em = load_explain_ref(model, settings_of(ctx))
     result = run_explain(em, prompt, target, method, steps=steps, layer=layer, head=head, top_k=top_k)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        print_json(result.to_dict())
     else:
         _print(result)
     if html is not None:

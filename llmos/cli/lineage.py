@@ -4,15 +4,22 @@ files) and ``history`` (versions, parents and every logged change, oldest first 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import typer
-from rich.table import Table
 
-from llmos.cli.console import console, format_time, handles_errors
-from llmos.cli.models import open_registry, parents_text, summary
+from llmos.cli.console import Column, console, format_time, handles_errors, print_json, print_rows
+from llmos.cli.context import open_registry
+from llmos.cli.views import parents_text, short_digest, summary
 from llmos.registry import History, ModelEvent
+
+VERSION_COLUMNS = (
+    Column("version", "ref"),
+    Column("aliases", lambda mv: ",".join(mv.aliases) or "-"),
+    Column("digest", lambda mv: short_digest(mv.digest)),
+    Column("imported at", lambda mv: format_time(mv.created_at)),
+    Column("parents", parents_text, no_wrap=False),
+)
 
 
 @handles_errors
@@ -39,7 +46,7 @@ def cp(
     """Register a version under another name, sharing its files (nothing is copied on disk)."""
     mv = open_registry(ctx).copy(src, dst)
     console.print(
-        f"[green]copied[/green] {mv.parents[0]['ref']} -> {mv.ref} ({len(mv.manifest['files'])} files shared)"
+        f"[green]copied[/green] {mv.parents[0].ref} -> {mv.ref} ({len(mv.manifest.files)} files shared)"
     )
 
 
@@ -53,6 +60,13 @@ def _event_text(event: ModelEvent) -> str:
         return f"copied {event.model}{version} to {details['to']}"
     parents = details.get("parents") or []
     return f"{event.action} {event.model}{version}" + (f" from {', '.join(parents)}" if parents else "")
+
+
+EVENT_COLUMNS = (
+    Column("when", lambda e: format_time(e.created_at)),
+    Column("who", "actor"),
+    Column("what", _event_text, no_wrap=False),
+)
 
 
 def _history_json(found: History) -> dict[str, Any]:
@@ -72,28 +86,11 @@ def history(
     """Show a model's versions with their parents and aliases, then its log (oldest first)."""
     found = open_registry(ctx).history(name)
     if as_json:
-        typer.echo(json.dumps(_history_json(found), indent=2))
+        print_json(_history_json(found))
         return
-    versions = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold", title_justify="left")
-    for column in ("version", "aliases", "digest", "imported at", "parents"):
-        versions.add_column(column, no_wrap=column != "parents")
-    for mv in found.versions:
-        aliases = ",".join(mv.aliases) or "-"
-        versions.add_row(
-            mv.ref,
-            aliases,
-            mv.digest.removeprefix("sha256:")[:12],
-            format_time(mv.created_at),
-            parents_text(mv),
-        )
-    console.print(versions if found.versions else f"{found.name} has no versions now")
+    print_rows(found.versions, VERSION_COLUMNS, empty=f"{found.name} has no versions now")
     console.print()
-    log = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold")
-    for column in ("when", "who", "what"):
-        log.add_column(column, no_wrap=column != "what")
-    for event in found.events:
-        log.add_row(format_time(event.created_at), event.actor, _event_text(event))
-    console.print(log)
+    print_rows(found.events, EVENT_COLUMNS)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,59 +1,62 @@
 """Model verbs, Ollama-style: ``pull``, ``list``, ``show``, ``rm``, ``import``.
 
-Each command is a short function over ``Registry``; ``register(app)`` adds them (and the lineage
-and upkeep verbs of ``cli/lineage.py`` and ``cli/upkeep.py``) to the main Typer app. ``--json``
-prints machine-readable output on stdout.
+Each command is a short function over ``Registry``; ``register(app)`` adds them to the main Typer
+app (``cli/main.py`` adds the lineage and upkeep verbs of ``cli/lineage.py`` and ``cli/upkeep.py``
+too). ``--json`` prints machine-readable output on stdout.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
-from llmos.cli.console import console, err_console, format_bytes, format_count, format_time, handles_errors
-from llmos.config import Settings
-from llmos.registry import ModelVersion, Registry
+from llmos.cli.console import (
+    Column,
+    console,
+    err_console,
+    format_bytes,
+    format_count,
+    format_time,
+    handles_errors,
+    print_fields,
+    print_json,
+    print_rows,
+)
+from llmos.cli.context import open_registry, settings_of
+from llmos.cli.views import short_digest, summary
+from llmos.registry import ModelVersion
 from llmos.registry.versions.aliases import check_removable
-from llmos.runtime import capability
 from llmos.store.names import HUB_PREFIX
 
-
-def open_registry(ctx: typer.Context, *, recover: bool = True, **overrides: object) -> Registry:
-    """The registry of the CLI's settings (``ctx.obj`` in tests, else the environment)."""
-    settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
-    for key, value in overrides.items():
-        if value:
-            setattr(settings, key, value)
-    return Registry(settings, recover=recover, probe=capability.check)
-
-
-def summary(mv: ModelVersion) -> dict[str, Any]:
-    """One version as a JSON object (``list --json``, ``history --json``)."""
-    m = mv.manifest
-    return {
-        "name": mv.name,
-        "version": mv.version,
-        "ref": mv.ref,
-        "aliases": list(mv.aliases),
-        "digest": mv.digest,
-        "architecture": m.get("architecture"),
-        "parameters": m.get("parameters"),
-        "size": m.get("size"),
-        "kind": m.get("kind"),
-        "parents": mv.parents,
-        "imported_at": mv.created_at.isoformat(),
-        "path": str(mv.path),
-    }
-
-
-def parents_text(mv: ModelVersion) -> str:
-    """``copied_from smollm2:1, …`` (``-`` for none)."""
-    return ", ".join(f"{p['relation']} {p['ref']}" for p in mv.parents) or "-"
+LIST_COLUMNS = (
+    Column("name", "name"),
+    Column("version", "version", min_width=7),
+    Column("aliases", lambda r: ",".join(r["aliases"]) or "-"),
+    Column("digest", lambda r: short_digest(r["digest"]), min_width=12),
+    Column("architecture", lambda r: r["architecture"] or ("adapter" if r["kind"] == "adapter" else "-")),
+    Column("params", lambda r: format_count(r["parameters"]), justify="right"),
+    Column("size", lambda r: format_bytes(r["size"]), justify="right"),
+    Column("imported at", lambda r: format_time(datetime.fromisoformat(r["imported_at"])), no_wrap=False,
+           min_width=10),
+)  # fmt: skip
+EVALUATION_COLUMNS = (
+    Column("suite", "suite"),
+    Column("task", "task"),
+    Column("metrics", lambda e: ", ".join(
+        f"{k} {v:.4g}" for k, v in e["metrics"].items() if isinstance(v, int | float)), no_wrap=False),
+    Column("when", lambda e: (e["created_at"] or "")[:16]),
+)  # fmt: skip
+FILE_COLUMNS = (
+    Column("file", "file"),
+    Column("size", lambda f: format_bytes(f["size"]), justify="right"),
+    Column("sha256", "sha256"),
+)
 
 
 def _source_text(source: dict[str, Any]) -> str:
@@ -76,11 +79,9 @@ def _capabilities_text(report: dict[str, Any] | None) -> str:
 
 def warn_if_check_failed(mv: ModelVersion) -> None:
     """Say so when the capability check at import failed (the version is registered anyway)."""
-    report = mv.manifest.get("capabilities")
-    if report and not report.get("ok"):
-        err_console.print(
-            f"[yellow]warning:[/yellow] {mv.ref} failed its capability check: {report.get('error')}"
-        )
+    report = mv.manifest.capabilities
+    if report and not report.ok:
+        err_console.print(f"[yellow]warning:[/yellow] {mv.ref} failed its capability check: {report.error}")
 
 
 @handles_errors
@@ -118,34 +119,10 @@ def list_models(
     ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 ) -> None:
     """List the models and versions in the registry, with the aliases pointing at each."""
-    versions = open_registry(ctx).list()
-    if as_json:
-        typer.echo(json.dumps([summary(mv) for mv in versions], indent=2))
-        return
-    if not versions:
-        console.print("no models yet: try `llmos pull smollm2`")
-        return
-    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold")
-    widths = {"name": max(len(mv.name) for mv in versions), "version": 7, "digest": 12}
-    for column in ("name", "version", "aliases", "digest", "architecture", "params", "size"):
-        is_number = column in ("params", "size")
-        table.add_column(
-            column, no_wrap=True, justify="right" if is_number else "left", min_width=widths.get(column)
-        )
-    table.add_column("imported at", min_width=10)
-    for mv in versions:
-        m = mv.manifest
-        table.add_row(
-            mv.name,
-            str(mv.version),
-            ",".join(mv.aliases) or "-",
-            mv.digest.removeprefix("sha256:")[:12],
-            m.get("architecture") or ("adapter" if m.get("kind") == "adapter" else "-"),
-            format_count(m.get("parameters")),
-            format_bytes(m.get("size")),
-            format_time(mv.created_at),
-        )
-    console.print(table)
+    rows = [summary(mv) for mv in open_registry(ctx).list()]
+    name = dataclasses.replace(LIST_COLUMNS[0], min_width=max((len(r["name"]) for r in rows), default=4))
+    columns = (name, *LIST_COLUMNS[1:])  # names are never cut short
+    print_rows(rows, columns, as_json=as_json, empty="no models yet: try `llmos pull smollm2`")
 
 
 def _show_rows(mv: ModelVersion) -> list[tuple[str, str]]:
@@ -154,24 +131,24 @@ def _show_rows(mv: ModelVersion) -> list[tuple[str, str]]:
         ("model", mv.ref),
         ("aliases", ", ".join(f"@{a}" for a in mv.aliases) or "-"),
         ("digest", mv.digest),
-        ("kind", str(m.get("kind"))),
-        ("architecture", f"{m.get('architecture')} ({m.get('model_type')})"),
-        ("parameters", format_count(m.get("parameters"))),
-        ("format", f"{m.get('format')}, {m.get('dtype')}"),
-        ("context length", str(m.get("context_length") or "-")),
-        ("chat template", "yes" if m.get("has_chat_template") else "no"),
-        ("license", m.get("license") or "unknown"),
-        ("source", _source_text(m.get("source") or {})),
-        ("parents", "; ".join(f"{p['relation']} {p['ref']} {p['digest'][:19]}" for p in mv.parents) or "-"),
+        ("kind", str(m.kind)),
+        ("architecture", f"{m.architecture} ({m.model_type})"),
+        ("parameters", format_count(m.parameters)),
+        ("format", f"{m.format}, {m.dtype}"),
+        ("context length", str(m.context_length or "-")),
+        ("chat template", "yes" if m.has_chat_template else "no"),
+        ("license", m.license or "unknown"),
+        ("source", _source_text(m.source.to_dict() if m.source else {})),
+        ("parents", "; ".join(f"{p.relation} {p.ref} {p.digest[:19]}" for p in mv.parents) or "-"),
     ]
-    if m.get("base"):
-        rows.append(("base", f"{m['base']} {str(m.get('base_digest'))[:19]}"))
+    if m.base:
+        rows.append(("base", f"{m.base} {str(m.base_digest)[:19]}"))
     for key in ("datasets", "evaluations", "training_run"):
-        if m.get(key):
-            rows.append((key.replace("_", " "), json.dumps(m[key])))
+        if getattr(m, key):
+            rows.append((key.replace("_", " "), json.dumps(getattr(m, key))))
     rows += [
-        ("capabilities", _capabilities_text(m.get("capabilities"))),
-        ("size", f"{format_bytes(m.get('size'))} in {len(m.get('files', {}))} files"),
+        ("capabilities", _capabilities_text(m.capabilities.to_dict() if m.capabilities else None)),
+        ("size", f"{format_bytes(m.size)} in {len(m.files)} files"),
         ("imported at", format_time(mv.created_at)),
         ("path", str(mv.path)),
     ]
@@ -190,38 +167,23 @@ def show(
     evaluations = _evaluations(ctx, mv.ref)
     if as_json:
         extra = {"aliases": list(mv.aliases), "path": str(mv.path), "evaluations": evaluations}
-        typer.echo(json.dumps({**mv.manifest, **extra}, indent=2))
+        print_json({**mv.manifest.to_dict(), **extra})
         return
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column(overflow="fold")
-    for key, value in _show_rows(mv):
-        grid.add_row(key, value)
-    console.print(grid)
+    print_fields(_show_rows(mv))
     if evaluations:
-        results = Table("suite", "task", "metrics", "when", box=None, pad_edge=False, header_style="bold")
-        for e in evaluations:
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in e["metrics"].items() if isinstance(v, int | float))
-            results.add_row(e["suite"], e["task"], shown, (e["created_at"] or "")[:16])
         console.print()
-        console.print(results)
+        print_rows(evaluations, EVALUATION_COLUMNS)
     if files:
-        table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold")
-        table.add_column("file", no_wrap=True)
-        table.add_column("size", justify="right", no_wrap=True)
-        table.add_column("sha256", no_wrap=True)
-        for filename, info in sorted(mv.manifest["files"].items()):
-            table.add_row(filename, format_bytes(info["size"]), info["digest"].removeprefix("sha256:"))
         console.print()
-        console.print(table)
+        files_ = sorted(mv.manifest.files.items())
+        print_rows([{"file": f, "size": info.size, "sha256": info.blob} for f, info in files_], FILE_COLUMNS)
 
 
 def _evaluations(ctx: typer.Context, model_ref: str) -> list[dict[str, Any]]:
     """The newest stored evaluation per (suite, task) of this exact version (see `llmos eval`)."""
     from llmos.evaluate.results import ResultStore
 
-    settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
-    store = ResultStore(settings)
+    store = ResultStore(settings_of(ctx))
     try:
         return [r.to_dict() for r in store.latest(model_ref).values()]
     finally:
@@ -270,7 +232,7 @@ def import_model(
     start = time.perf_counter()
     registry = open_registry(ctx, allow_pickle=allow_pickle)
     mv = registry.import_path(path, name, base=base, check=not no_check)
-    on = f" (adapter on {mv.manifest['base']})" if mv.manifest.get("kind") == "adapter" else ""
+    on = f" (adapter on {mv.manifest.base})" if mv.manifest.is_adapter else ""
     console.print(
         f"[green]imported[/green] {mv.ref}{on} {mv.digest[:19]} in {time.perf_counter() - start:.1f} s"
     )
@@ -278,13 +240,9 @@ def import_model(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the model verbs to ``app``: these, then ``tag``/``cp``/``history`` and ``verify``/``gc``."""
-    from llmos.cli import lineage, upkeep  # they build on this module's helpers
-
+    """Add ``pull``, ``list``, ``show``, ``rm`` and ``import`` to ``app``."""
     app.command("pull")(pull)
     app.command("list")(list_models)
     app.command("show")(show)
     app.command("rm")(rm)
     app.command("import")(import_model)
-    lineage.register(app)
-    upkeep.register(app)

@@ -1,18 +1,37 @@
 """``llmos train`` (start or resume a fine-tuning job and follow it) and ``llmos jobs`` (list, show,
-logs, cancel). Jobs run in their own processes; following one is only watching the store."""
+logs, cancel). Jobs run in their own processes; following one is only watching the store.
+
+``llmos train``'s flags are made from ``TrainConfig``'s fields (names, types, descriptions), so a
+flag exists for every field a config file takes: ``--lora-r 16`` is ``lora_r: 16``.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 import typer
+from pydantic.fields import FieldInfo
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
-from llmos.cli.console import cli_errors, console, err_console, handles_errors
-from llmos.config import Settings
+from llmos.cli.console import (
+    Column,
+    console,
+    err_console,
+    format_time,
+    handles_errors,
+    print_fields,
+    print_json,
+    print_rows,
+)
+from llmos.cli.context import settings_of
+from llmos.train.config import TrainConfig
 from llmos.train.jobs import FINISHED, Job, JobStore, cancel_job, start_job
 
 train_app = typer.Typer(help="Fine-tune a model (LoRA or full) on a dataset, as a resumable job.")
@@ -57,101 +76,144 @@ def _report(job: Job) -> None:
     raise typer.Exit(1)
 
 
-@train_app.callback(invoke_without_command=True)
+def _flag_type(field: FieldInfo) -> tuple[Any, str]:
+    """The flag's Python type and a note for its help (a list is one comma-separated value)."""
+    kind = field.annotation
+    if isinstance(kind, types.UnionType):  # X | None: the flag's own None means "not given"
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    if typing.get_origin(kind) is typing.Literal:
+        return str, f" One of: {', '.join(map(str, typing.get_args(kind)))}."
+    if typing.get_origin(kind) is list:
+        return str, " Comma-separated."
+    return kind, ""
+
+
+def _config_option(name: str, field: FieldInfo) -> inspect.Parameter:
+    """``--field-name`` for one ``TrainConfig`` field; None (not given) lets the file or the default win."""
+    kind, note = _flag_type(field)
+    flag = "--" + name.replace("_", "-")
+    decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+    help_text = f"{field.description}{note}{_default_text(field)}"
+    option = typer.Option(None, *decls, help=help_text, show_default=False)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind | None)
+
+
+def _default_text(field: FieldInfo) -> str:
+    """`` [default: 8]`` as a config file would write it (escaped: Typer's help is Rich markup)."""
+    if field.is_required():
+        return " Required (here or in --config)."
+    default = field.get_default(call_default_factory=True)
+    if default is None:
+        return ""
+    if isinstance(default, bool):
+        default = str(default).lower()
+    elif isinstance(default, list):
+        default = ",".join(default)
+    return escape(f" [default: {default}]")
+
+
+def _given(fields: dict[str, Any]) -> dict[str, Any]:
+    """The config fields set on the command line, lists split at commas."""
+    given = {name: value for name, value in fields.items() if value is not None}
+    for name, value in given.items():
+        if typing.get_origin(TrainConfig.model_fields[name].annotation) is list:
+            given[name] = [part.strip() for part in str(value).split(",") if part.strip()]
+    return given
+
+
 def train(
     ctx: typer.Context,
-    base: str = typer.Option(None, help="Base model (name, name:N, name@alias)."),
-    data: str = typer.Option(None, help="Dataset (name or name:N) or a .jsonl file."),
-    method: str = typer.Option(None, help="lora (default) or full."),
-    epochs: float = typer.Option(None, help="Passes over the training data (default 1)."),
-    lr: float = typer.Option(None, help="Peak learning rate (default 2e-4)."),
-    name: str = typer.Option(None, help="Registry name of the result (default <base>-<method>)."),
     config: Path = typer.Option(None, "--config", help="A YAML file with any TrainConfig fields."),
     nproc: int = typer.Option(1, help="Data-parallel processes (torchrun; gloo on CPU) or Ray workers."),
-    launcher: str = typer.Option(None, help="local (default) or ray (Ray Train workers)."),
-    ray_address: str = typer.Option(
-        None, help="Ray cluster address for --launcher ray (default: a local Ray)."
-    ),
     detach: bool = typer.Option(False, "--detach", help="Start the job and return at once."),
+    **fields: Any,
 ) -> None:
     """Start a fine-tuning job and follow it: `llmos train --base smollm2 --data chat.jsonl`."""
     if ctx.invoked_subcommand is not None:
         return
-    from llmos.train.config import TrainConfig
-
-    given = dict(
-        base=base,
-        data=data,
-        method=method,
-        epochs=epochs,
-        lr=lr,
-        name=name,
-        launcher=launcher,
-        ray_address=ray_address,
-    )
-    with cli_errors():
-        if config is not None:
-            train_config = TrainConfig.from_file(config, **given)
-        else:
-            if not base or not data:
-                err_console.print("[bold red]error:[/bold red] give --base and --data (or --config FILE).")
-                raise typer.Exit(2)
-            train_config = TrainConfig.build(**{k: v for k, v in given.items() if v is not None})
-        jobs = JobStore(Settings.from_env())
-        job = jobs.create(train_config, nproc=nproc)
-        start_job(jobs, job)
+    given = _given(fields)
+    if config is not None:
+        train_config = TrainConfig.from_file(config, **given)
+    elif "base" not in given or "data" not in given:
+        err_console.print("[bold red]error:[/bold red] give --base and --data (or --config FILE).")
+        raise typer.Exit(2)
+    else:
+        train_config = TrainConfig.build(**given)
+    jobs = JobStore(settings_of(ctx))
+    job = jobs.create(train_config, nproc=nproc)
+    start_job(jobs, job)
     console.print(f"job {job.id} started ({train_config.method} on {train_config.base})")
     if not detach:
         _report(_follow(jobs, job))
 
 
+_fixed = list(inspect.signature(train).parameters.values())[:-1]  # all but **fields
+_options = [_config_option(name, field) for name, field in TrainConfig.model_fields.items()]
+train.__signature__ = inspect.Signature([*_fixed, *_options])  # type: ignore[attr-defined]
+train_app.callback(invoke_without_command=True)(handles_errors(train))
+
+
 @train_app.command()
 @handles_errors
-def resume(job_id: str = typer.Argument(..., help="The job to continue from its last checkpoint.")) -> None:
+def resume(
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., help="The job to continue from its last checkpoint."),
+) -> None:
     """Continue a failed or cancelled job from its last checkpoint."""
-    jobs = JobStore(Settings.from_env())
+    jobs = JobStore(settings_of(ctx))
     job = jobs.get(job_id)
     start_job(jobs, job, resume=True)
     _report(_follow(jobs, job))
 
 
+JOB_COLUMNS = (
+    Column("JOB", "id"),
+    Column("STATUS", "status"),
+    Column("BASE", lambda j: j.config["base"]),
+    Column("DATA", lambda j: j.config["data"], no_wrap=False),
+    Column("STEP", lambda j: f"{j.step}/{j.total_steps}", justify="right"),
+    Column("LOSS", lambda j: f"{j.loss:.4f}" if j.loss is not None else None, justify="right"),
+    Column("STARTED", lambda j: format_time(j.created_at)),
+)
+
+
 @jobs_app.command("list")
 @handles_errors
-def list_jobs(as_json: bool = typer.Option(False, "--json")) -> None:
+def list_jobs(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
     """Every training job, oldest first."""
-    jobs = JobStore(Settings.from_env()).all()
+    jobs = JobStore(settings_of(ctx)).all()
     if as_json:
-        console.print_json(json.dumps([j.to_dict() for j in jobs]))
+        print_json([j.to_dict() for j in jobs])
         return
-    table = Table("JOB", "STATUS", "BASE", "DATA", "STEP", "LOSS", "STARTED")
-    for j in jobs:
-        loss = f"{j.loss:.4f}" if j.loss is not None else "-"
-        table.add_row(j.id, j.status, j.config["base"], j.config["data"], f"{j.step}/{j.total_steps}", loss,
-                      j.created_at.astimezone().strftime("%Y-%m-%d %H:%M"))  # fmt: skip
-    console.print(table if jobs else "[dim]No training jobs yet: `llmos train --base ... --data ...`[/dim]")
+    empty = "[dim]No training jobs yet: `llmos train --base ... --data ...`[/dim]"
+    print_rows(jobs, JOB_COLUMNS, empty=empty)
 
 
 @jobs_app.command()
 @handles_errors
-def show(job_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+def show(ctx: typer.Context, job_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """A job's status, config, loss curve and result."""
-    store = JobStore(Settings.from_env())
+    store = JobStore(settings_of(ctx))
     data = {**store.get(job_id).to_dict(), "losses": store.losses(job_id)}
     if as_json:
-        console.print_json(json.dumps(data))
+        print_json(data)
         return
-    for key in ("id", "status", "step", "total_steps", "loss", "error", "created_at"):
-        console.print(f"[bold]{key}[/bold]: {data[key]}")
-    console.print(f"[bold]config[/bold]: {json.dumps(data['config'])}")
+    keys = ("id", "status", "step", "total_steps", "loss", "error", "created_at")
+    rows = [(key, str(data[key])) for key in keys] + [("config", json.dumps(data["config"]))]
     if data["result"]:
-        console.print(f"[bold]result[/bold]: {json.dumps(data['result'].get('metrics'))}")
+        rows.append(("result", json.dumps(data["result"].get("metrics"))))
+    print_fields(rows)
 
 
 @jobs_app.command()
 @handles_errors
-def logs(job_id: str, follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing.")) -> None:
+def logs(
+    ctx: typer.Context,
+    job_id: str,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing."),
+) -> None:
     """Print a job's log (``-f`` follows it until the job ends)."""
-    store = JobStore(Settings.from_env())
+    store = JobStore(settings_of(ctx))
     store.get(job_id)
     path = store.job_dir(job_id) / "train.log"
     position = 0
@@ -168,12 +230,13 @@ def logs(job_id: str, follow: bool = typer.Option(False, "--follow", "-f", help=
 
 @jobs_app.command()
 @handles_errors
-def cancel(job_id: str) -> None:
+def cancel(ctx: typer.Context, job_id: str) -> None:
     """Stop a running job (its checkpoints stay: `llmos train resume JOB`)."""
-    job = cancel_job(JobStore(Settings.from_env()), job_id)
+    job = cancel_job(JobStore(settings_of(ctx)), job_id)
     console.print(f"cancelled {job.id} at step {job.step}")
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``train`` and ``jobs`` to ``app``."""
     app.add_typer(train_app, name="train")
     app.add_typer(jobs_app, name="jobs")

@@ -12,14 +12,7 @@ from pathlib import Path
 import typer
 
 from llmos.cli.console import console, handles_errors
-from llmos.config import Settings
-from llmos.registry import Registry
-from llmos.runtime import capability
-
-
-def _registry(ctx: typer.Context) -> Registry:
-    settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
-    return Registry(settings, probe=capability.check)
+from llmos.cli.context import open_registry
 
 
 @handles_errors
@@ -36,7 +29,7 @@ def export_model(
     from llmos.registry.export import export
 
     start = time.perf_counter()
-    out = export(_registry(ctx), ref, dest, force=force, base_name=base)
+    out = export(open_registry(ctx), ref, dest, force=force, base_name=base)
     console.print(f"[green]exported[/green] {ref} to {out} in {time.perf_counter() - start:.1f} s")
 
 
@@ -51,7 +44,7 @@ def merge(
     from llmos.runtime.merge import merge_adapter
 
     start = time.perf_counter()
-    mv = merge_adapter(_registry(ctx), base, adapter, name)
+    mv = merge_adapter(open_registry(ctx), base, adapter, name)
     console.print(
         f"[green]merged[/green] {adapter} into {base}: {mv.ref} {mv.digest[:19]} "
         f"in {time.perf_counter() - start:.1f} s"

@@ -4,12 +4,10 @@ any) and ``gc`` (remove unreferenced blobs, orphan snapshot folders and stale te
 
 from __future__ import annotations
 
-import json
-
 import typer
 
-from llmos.cli.console import console, err_console, format_bytes, handles_errors
-from llmos.cli.models import open_registry
+from llmos.cli.console import console, err_console, format_bytes, handles_errors, print_json
+from llmos.cli.context import open_registry
 
 
 @handles_errors
@@ -21,7 +19,7 @@ def verify(
     """Re-hash the files of every version (or of NAME) against their recorded sha256."""
     report = open_registry(ctx).verify_all(name)
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
     else:
         for problem in report.problems:
             console.print(f"[red]{problem.problem}[/red] {problem.ref} {problem.filename}: {problem.message}")
@@ -43,7 +41,7 @@ def gc(
     """Remove blobs no version uses, orphan snapshot folders and temp files of dead processes."""
     report = open_registry(ctx, recover=False).gc(dry_run=dry_run)
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
         return
     verb = "would free" if dry_run else "freed"
     console.print(

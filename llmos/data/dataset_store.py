@@ -2,7 +2,8 @@
 
 A version is written as one Parquet file per split, each moved into place as a content-addressed
 blob (temp + fsync + rename, the registry's ``BlobStore``); only then is its row committed, under
-the store lock, so a crash leaves no version — and opening the store removes what it left behind.
+the store lock, so a crash leaves no version; the next write (or ``recover()``) removes what it
+left behind. Opening a store has no side effects.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import builtins
 import json
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from llmos.errors import CorruptArtifact, DatasetNotFound, InvalidDataset, Inval
 from llmos.store import Store
 from llmos.store.audit import as_utc, current_user
 from llmos.store.blobs import BlobStore
-from llmos.store.datasets import DatasetRow, DatasetVersionRow, create_dataset_tables
+from llmos.store.datasets import DatasetRow, DatasetVersionRow
 from llmos.store.digests import sha256_file, version_digest
 from llmos.store.names import LATEST, parse_ref
 
@@ -68,19 +71,22 @@ def write_parquet(table: pa.Table, path: Path) -> None:
 
 
 class DatasetStore:
-    """Dataset versions and annotations of one ``Settings.home``; opening it recovers from crashes."""
+    """Dataset versions and annotations of one ``Settings.home``.
+
+    Opening removes nothing. With ``recover`` (the default) each write first clears what crashed
+    writers left, under the lock (``recover()``); readers pass ``recover=False``.
+    """
 
     def __init__(self, settings: Settings, *, recover: bool = True) -> None:
         self.settings = settings
         self.store = Store(settings.database_url)
-        create_dataset_tables(self.store.engine)
         self.files = BlobStore(Path(settings.home).expanduser() / "datasets")
         self.annotations = AnnotationLog(self.store)
         self.actor = current_user()
-        if recover:
-            self.recover()
+        self.recovers_on_write = recover
 
     def close(self) -> None:
+        """Release the database handle (others in the process keep theirs)."""
         self.store.close()
 
     def __enter__(self) -> DatasetStore:
@@ -188,7 +194,7 @@ class DatasetStore:
         bad = [s for s in tables if not SPLIT_RE.fullmatch(s)]
         if bad:
             raise InvalidDataset(f"invalid split name {bad[0]!r}: use lowercase letters, digits, '_', '-'")
-        with self.files.lock(), self.files.work_dir() as work:
+        with self._writing() as work:
             splits: dict[str, dict[str, Any]] = {}
             for split, table in tables.items():
                 path = work / f"{split}.parquet"
@@ -222,19 +228,33 @@ class DatasetStore:
                 session.flush()
                 return replace(self._to_version(name, row), is_new=True)
 
+    @contextmanager
+    def _writing(self) -> Iterator[Path]:
+        """Hold the lock, clear what crashed writers left (unless opened with ``recover=False``)
+        and yield a fresh work folder."""
+        with self.files.lock():
+            if self.recovers_on_write:
+                self._remove_leftovers()
+            with self.files.work_dir() as work:
+                yield work
+
     def recover(self) -> None:
         """Remove work folders of dead writers and blobs no committed version references."""
         with self.files.lock():
-            stale, has_live = self.files.tmp_entries()
-            for entry in stale:
-                self.files.remove_tmp(entry)
-            if has_live:  # a writer in flight holds blobs it has not committed yet
-                return
-            referenced = {s["blob"] for v in self.list() for s in v.splits.values()}
-            orphans = self.files.all_blobs() - referenced
-            if orphans:
-                log.info("removing %d dataset blobs no version references", len(orphans))
-                self.files.remove_blobs(orphans)
+            self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        """``recover()``'s work; call under the lock."""
+        stale, has_live = self.files.tmp_entries()
+        for entry in stale:
+            self.files.remove_tmp(entry)
+        if has_live:  # a writer in flight holds blobs it has not committed yet
+            return
+        referenced = {s["blob"] for v in self.list() for s in v.splits.values()}
+        orphans = self.files.all_blobs() - referenced
+        if orphans:
+            log.info("removing %d dataset blobs no version references", len(orphans))
+            self.files.remove_blobs(orphans)
 
     # ---- rows to values ------------------------------------------------------------------------
 

@@ -10,27 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import select
 
 from llmos.config import Settings
 from llmos.errors import ModelNotFound
 from llmos.store.db import Store
-from llmos.store.tables import Base, utcnow
-
-
-class EvalResultRow(Base):
-    __tablename__ = "eval_results"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model_ref: Mapped[str] = mapped_column(String(256), index=True)  # exact "name:N" (or a folder)
-    model_digest: Mapped[str | None] = mapped_column(String(71), nullable=True)
-    suite: Mapped[str] = mapped_column(String(128))  # suite name, or "-" for a single --task run
-    content_hash: Mapped[str] = mapped_column(String(71))  # sha256 of the suite file or data file
-    task: Mapped[str] = mapped_column(String(128))
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
-    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+from llmos.store.evaluations import EvalResultRow
 
 
 @dataclass(slots=True)
@@ -66,9 +51,9 @@ class ResultStore:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.store = Store(settings.database_url)
-        Base.metadata.create_all(self.store.engine, tables=[Base.metadata.tables["eval_results"]])
 
     def close(self) -> None:
+        """Release the database handle (others in the process keep theirs)."""
         self.store.close()
 
     def add(self, result: EvalResult) -> None:

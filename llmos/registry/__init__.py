@@ -11,6 +11,7 @@ from pathlib import Path
 
 from llmos.config import Settings
 from llmos.registry.importing.publish import CapabilityProbe
+from llmos.registry.manifest import Manifest, ParentLink
 from llmos.registry.registry import ModelVersion, Registry
 from llmos.registry.sources.catalog import CatalogEntry, find_entry, load_catalog
 from llmos.registry.upkeep.garbage import GcReport
@@ -37,8 +38,10 @@ __all__ = [
     "CatalogEntry",
     "GcReport",
     "History",
+    "Manifest",
     "ModelEvent",
     "ModelVersion",
+    "ParentLink",
     "Registry",
     "VerifyReport",
     "cp",

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from llmos.errors import InvalidModelFile, InvalidModelName, InvalidRequest, ModelNotFound
 from llmos.registry.importing.folders import ADAPTER_CONFIG, read_config
-from llmos.registry.importing.manifest import Origin, adapter_facts
+from llmos.registry.importing.manifest import Origin
+from llmos.registry.manifest import AdapterFacts
 from llmos.registry.model_version import ModelVersion
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def find_base(registry: Registry, folder: Path, base_ref: str | None) -> ModelVe
             base = registry.resolve(ref)
         except (InvalidModelName, ModelNotFound):
             continue  # not this spelling: try the next, then explain below
-        if base.manifest.get("kind") == "adapter":
+        if base.manifest.is_adapter:
             raise InvalidModelFile(f"{base.ref} is an adapter itself; an adapter's base must be a full model")
         return base
     raise ModelNotFound(
@@ -61,14 +62,16 @@ def find_base(registry: Registry, folder: Path, base_ref: str | None) -> ModelVe
 def adapter_origin(folder: Path, base: ModelVersion, extra: dict[str, Any]) -> Origin:
     """How an adapter version is described: kind ``adapter``, its ``base``, LoRA settings, and the
     base's architecture and context length (what the adapter runs as)."""
-    inherited = {k: base.manifest.get(k) for k in ("architecture", "model_type", "context_length")}
+    m = base.manifest
     fields = {
         "source": {"type": "path", "path": str(folder)},
-        **inherited,
-        "has_chat_template": bool(base.manifest.get("has_chat_template")),
+        "architecture": m.architecture,
+        "model_type": m.model_type,
+        "context_length": m.context_length,
+        "has_chat_template": m.has_chat_template,
         "base": base.ref,  # exact name:N, so the pair stays fixed when the base's latest moves
         "base_digest": base.digest,
-        "adapter": adapter_facts(read_config(folder, ADAPTER_CONFIG)),
+        "adapter": AdapterFacts.from_dict(read_config(folder, ADAPTER_CONFIG)).to_dict(),
         **extra,
     }
     return Origin("imported", fields, [base.as_parent("adapter_base")], kind="adapter")
@@ -81,20 +84,20 @@ def resolve_adapter(
     adapter's manifest names. Raises ``ModelNotFound``, or ``InvalidRequest`` when ``adapter_ref`` is
     not an adapter or ``base_ref`` is not (byte for byte) the base it was made for."""
     adapter = registry.resolve(adapter_ref)
-    if adapter.manifest.get("kind") != "adapter":
+    if not adapter.manifest.is_adapter:
         raise InvalidRequest(
-            f"{adapter.ref} is not a LoRA adapter (it is a {adapter.manifest.get('kind')} model); "
+            f"{adapter.ref} is not a LoRA adapter (it is a {adapter.manifest.kind} model); "
             "name an adapter version there (`llmos list` shows kinds)",
             param="model",
         )
-    declared = adapter.manifest.get("base")
+    declared = adapter.manifest.base
     wanted = base_ref or declared
     if not isinstance(wanted, str):
         raise InvalidModelFile(
             f"{adapter.ref} does not record its base model; load it as BASE+{adapter.name}"
         )
     base = registry.resolve(wanted)
-    expected = adapter.manifest.get("base_digest")
+    expected = adapter.manifest.base_digest
     if (expected and base.digest != expected) or (not expected and declared and base.ref != declared):
         raise InvalidRequest(
             f"{adapter.ref} was made for {declared}, not {base.ref} (different weights); "

@@ -48,8 +48,8 @@ def export(
     tmp = dest.parent / f".{dest.name}.export-{uuid.uuid4().hex[:12]}"
     try:
         _copy_version(mv, tmp)
-        if mv.manifest.get("kind") == "adapter":
-            _set_base(tmp / ADAPTER_CONFIG, base_name or mv.manifest.get("base"))
+        if mv.manifest.is_adapter:
+            _set_base(tmp / ADAPTER_CONFIG, base_name or mv.manifest.base)
         _replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -60,12 +60,12 @@ def export(
 
 def _copy_version(mv: ModelVersion, out: Path) -> None:
     out.mkdir()
-    for filename, info in sorted(mv.manifest["files"].items()):
+    for filename, info in sorted(mv.manifest.files.items()):
         target = (out / filename).resolve()
         assert target.is_relative_to(out.resolve()), f"file name {filename!r} escapes the folder"
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = _copy_hashed(mv.path / filename, target)
-        if f"sha256:{digest}" != info["digest"]:
+        if f"sha256:{digest}" != info.digest:
             raise CorruptArtifact(
                 f"{mv.ref}: {filename} does not match its recorded digest (the stored file was changed "
                 f"or damaged); nothing was exported. Run `llmos verify {mv.name}`"

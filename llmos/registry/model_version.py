@@ -1,7 +1,8 @@
 """``ModelVersion``: what the registry hands out — one immutable, registered model version.
 
-The engine loads ``path`` (a plain Hugging Face folder); ``manifest`` says what is in it and where
-it came from (``parents``); ``aliases`` are the movable names pointing at it when it was read.
+The engine loads ``path`` (a plain Hugging Face folder); ``manifest`` (a ``Manifest``) says what is
+in it and where it came from (``parents``); ``aliases`` are the movable names pointing at it when it
+was read.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-# how a version relates to each entry of its manifest's ``parents``
-RELATIONS = ("converted_from", "copied_from", "adapter_base", "merged_from", "base")
+from llmos.registry.manifest import RELATIONS, Manifest, ParentLink
+
+__all__ = ["RELATIONS", "ModelVersion"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,7 @@ class ModelVersion:
     version: int
     digest: str
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     created_at: datetime
     aliases: tuple[str, ...] = field(default=(), compare=False)  # mutable facts: not identity
 
@@ -33,11 +34,11 @@ class ModelVersion:
         return f"{self.name}:{self.version}"
 
     @property
-    def parents(self) -> list[dict[str, Any]]:
+    def parents(self) -> list[ParentLink]:
         """The manifest's parent links (``ref``, ``digest``, ``relation``); empty for older versions."""
-        return list(self.manifest.get("parents") or [])
+        return list(self.manifest.parents)
 
-    def as_parent(self, relation: str) -> dict[str, Any]:
+    def as_parent(self, relation: str) -> ParentLink:
         """This version as a manifest ``parents`` entry of a version derived from it."""
         assert relation in RELATIONS, relation
-        return {"ref": self.ref, "digest": self.digest, "relation": relation}
+        return ParentLink(self.ref, self.digest, relation)

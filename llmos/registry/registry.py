@@ -9,7 +9,9 @@ A version becomes visible only when its blobs, snapshot and database row all exi
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,8 @@ from llmos.registry.importing import publish as publishing
 from llmos.registry.importing.convert import convert_gguf
 from llmos.registry.importing.folders import is_adapter_folder
 from llmos.registry.importing.publish import CapabilityProbe
-from llmos.registry.model_version import RELATIONS, ModelVersion
+from llmos.registry.manifest import RELATIONS, Manifest, ParentLink
+from llmos.registry.model_version import ModelVersion
 from llmos.registry.sources import pull as pulling
 from llmos.registry.sources.catalog import canonical_name, find_entry, load_catalog
 from llmos.registry.sources.progress import ByteProgress, make_progress
@@ -45,7 +48,9 @@ log = logging.getLogger(__name__)
 class Registry:
     """Models and versions in ``settings.home``: the database and ``models/``. Opens/creates both.
 
-    Opening runs recovery (``gc``) unless ``recover=False``: what crashed writers left is removed.
+    Opening has no side effects beyond the database's migrations. With ``recover`` (the default)
+    each write (``pull``, ``import_path``, ``register_adapter``, ``copy``) first removes what
+    crashed writers left (``recover()``, under the store lock); ``llmos gc`` does it on demand.
     ``probe`` is the capability check run on a folder about to be registered (``check=True``); the
     registry only records its report, so without one nothing is checked (``runtime.capability``
     provides the real one, and the CLI, server and SDK pass it in).
@@ -60,8 +65,7 @@ class Registry:
         self.store = Store(settings.database_url)
         self.blobs = BlobStore(settings.models_dir)
         self.actor = current_user()
-        if recover:
-            self.recover()
+        self.recovers_on_write = recover
 
     # ---- reading -------------------------------------------------------------------------------
 
@@ -126,8 +130,8 @@ class Registry:
         report, hasher = VerifyReport(), integrity.FileHasher()
         for mv in versions:
             report.refs.append(mv.ref)
-            report.num_files += len(mv.manifest["files"])
-            report.num_bytes += mv.manifest.get("size") or 0
+            report.num_files += len(mv.manifest.files)
+            report.num_bytes += mv.manifest.size
             report.problems += integrity.check_version(mv, hasher, self.blobs)
         return report
 
@@ -145,6 +149,7 @@ class Registry:
         if name.startswith(HUB_PREFIX):
             from llmos.registry.sources import hub  # huggingface_hub only when a hub model is asked for
 
+            self._before_write()
             return hub.pull_hub(self, name, make_progress(progress))
         entry = find_entry(name)
         if entry is None:
@@ -152,8 +157,10 @@ class Registry:
             raise ModelNotFound(f"{name!r} is not in the catalog (available: {names}); use `llmos import`")
         if not force and self.exists(entry.name):
             current = self.resolve(entry.name)
-            if current.manifest.get("source", {}).get("sha256") == entry.sha256:
+            source = current.manifest.source
+            if (source.sha256 if source else None) == entry.sha256:
                 return current
+        self._before_write()
         cache_dir = self.settings.cache_dir / "wheels"
         with self.blobs.work_dir() as work:
             folder, extra = pulling.stage(entry, cache_dir, work, make_progress(progress))
@@ -166,14 +173,15 @@ class Registry:
         name: str,
         *,
         kind: str | None = None,
-        parents: builtins.list[dict[str, Any]] | None = None,
+        parents: Sequence[ParentLink | dict[str, Any]] | None = None,
         extra: dict[str, Any] | None = None,
         base: str | None = None,
         check: bool = True,
     ) -> ModelVersion:
         """Register a Hugging Face folder, a ``.gguf`` file or a PEFT adapter folder (on ``base``) as
         the next version of ``name``. ``extra`` manifest fields override what the files say;
-        ``parents`` are ``{ref, relation}`` links (the digest is looked up when missing).
+        ``parents`` are ``ParentLink``s or ``{ref, relation}`` dicts (the digest is looked up when
+        missing).
 
         Raises ``InvalidModelName``, ``InvalidModelFile``, ``ModelNotFound`` (a parent or base) or
         ``UnsupportedArchitecture``.
@@ -186,6 +194,7 @@ class Registry:
         if src.is_dir() and (base is not None or is_adapter_folder(src)):
             return self.register_adapter(src, name, base, extra=extra, parents=links, check=check)
         action = _action(links, (extra or {}).get("source"))
+        self._before_write()
         with self.blobs.work_dir() as work:
             if src.is_file() and src.suffix.lower() == ".gguf":
                 converted = convert_gguf(src, work / "folder")
@@ -206,7 +215,7 @@ class Registry:
         base_ref: str | None = None,
         *,
         extra: dict[str, Any] | None = None,
-        parents: builtins.list[dict[str, Any]] | None = None,
+        parents: Sequence[ParentLink | dict[str, Any]] | None = None,
         check: bool = True,
     ) -> ModelVersion:
         """Register a PEFT LoRA adapter folder as a version of ``name`` (kind ``adapter``) on the
@@ -224,6 +233,7 @@ class Registry:
         base = find_base(self, src, base_ref)
         origin = adapter_origin(src, base, extra or {})
         origin.parents += [self._parent_link(p) for p in parents or []]
+        self._before_write()
         with self.blobs.work_dir() as work:
             return publishing.register(self, src, name, work, origin, move=False, check=check)
 
@@ -234,11 +244,12 @@ class Registry:
         """
         validate_name(dst)
         source = self.resolve(src)
-        stored = {
-            f: (i["digest"].removeprefix("sha256:"), i["size"]) for f, i in source.manifest["files"].items()
-        }
-        manifest = {k: v for k, v in source.manifest.items() if k not in ("version", "imported_at")}
-        manifest.update(name=dst, parents=[source.as_parent("copied_from")])
+        stored = {f: (i.blob, i.size) for f, i in source.manifest.files.items()}
+        copied_from = [source.as_parent("copied_from")]
+        manifest = dataclasses.replace(
+            source.manifest, name=dst, parents=copied_from, version=None, imported_at=None
+        )
+        self._before_write()
         with self.blobs.work_dir() as work:
             return publishing.publish(self, dst, stored, manifest, work, "copied", copied_from=source)
 
@@ -302,8 +313,13 @@ class Registry:
         return report
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database handle (others in the process keep theirs); safe to call twice."""
         self.store.close()
+
+    def _before_write(self) -> None:
+        """A clean slate for a write: what crashed writers left goes first (unless ``recover=False``)."""
+        if self.recovers_on_write:
+            self.recover()
 
     # ---- internals -----------------------------------------------------------------------------
 
@@ -311,14 +327,15 @@ class Registry:
         parsed = parse_ref(ref)
         return ModelRef(canonical_name(parsed.name), parsed.version, parsed.alias)
 
-    def _parent_link(self, parent: dict[str, Any]) -> dict[str, Any]:
+    def _parent_link(self, parent: ParentLink | dict[str, Any]) -> ParentLink:
         """A ``parents`` entry with its relation checked and, for a registry ref, the exact ref and digest."""
-        relation = parent.get("relation")
+        link = parent.to_dict() if isinstance(parent, ParentLink) else parent
+        ref, digest, relation = str(link.get("ref")), link.get("digest"), link.get("relation")
         if relation not in RELATIONS:
             raise InvalidModelFile(f"unknown parent relation {relation!r}; use one of {', '.join(RELATIONS)}")
-        if parent.get("digest"):
-            return dict(parent)
-        return {**parent, **self.resolve(str(parent.get("ref"))).as_parent(relation)}
+        if digest:
+            return ParentLink(ref, str(digest), relation)
+        return self.resolve(ref).as_parent(relation)
 
     def _not_found(self, session: Session, ref: ModelRef) -> ModelNotFound:
         return lookup.not_found(ref, self.versions_of(session, lookup.rows(session, ref.name)))
@@ -334,7 +351,7 @@ class Registry:
                 version=row.version,
                 digest=row.digest,
                 path=self.blobs.root / row.path,
-                manifest=row.manifest,
+                manifest=Manifest.from_dict(row.manifest),
                 created_at=as_utc(row.created_at),
                 aliases=by_version.get((row.model_id, row.version), ()),
             )
@@ -342,8 +359,8 @@ class Registry:
         ]
 
 
-def _action(parents: list[dict[str, Any]], source: Any) -> str:
+def _action(parents: list[ParentLink], source: Any) -> str:
     """The history event of an import: ``merged``, ``pulled`` (from the hub) or ``imported``."""
-    if any(p["relation"] == "merged_from" for p in parents):
+    if any(p.relation == "merged_from" for p in parents):
         return "merged"
     return "pulled" if isinstance(source, dict) and source.get("type") == "hub" else "imported"

@@ -36,7 +36,9 @@ def render_chat_template(
         )
     except TemplateError as exc:
         if type(exc) is TemplateError:  # what the template's own raise_exception(...) raises
-            raise InvalidRequest(f"The chat template rejected the messages: {exc}", param="messages") from None
+            raise InvalidRequest(
+                f"The chat template rejected the messages: {exc}", param="messages"
+            ) from None
         raise InvalidRequest(f"The model's chat template failed to render: {exc}", param="messages") from None
     except (TypeError, ValueError, KeyError, IndexError) as exc:
         raise InvalidRequest(f"The model's chat template failed to render: {exc}", param="messages") from None

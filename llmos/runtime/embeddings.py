@@ -12,9 +12,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmos.errors import ContextOverflow, InvalidRequest
+
+if TYPE_CHECKING:
+    from llmos.registry.manifest import Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ class EmbeddingRuntime:
 
     name: str
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest | None  # None for a folder loaded by path
     model: Any  # sentence_transformers.SentenceTransformer
     executor: ThreadPoolExecutor
     load_seconds: float
@@ -89,7 +92,7 @@ class EmbeddingRuntime:
 
 
 def load_embedding_runtime(
-    name: str, path: Path, manifest: dict[str, Any], device: str = "cpu"
+    name: str, path: Path, manifest: Manifest | None, device: str = "cpu"
 ) -> EmbeddingRuntime:
     """Load a sentence-transformers folder; never runs remote code or downloads anything."""
     start = time.perf_counter()

@@ -24,6 +24,7 @@ from llmos.runtime.tokenizer import TextTokenizer
 
 if TYPE_CHECKING:
     from llmos.models.lora import LoraAdapter
+    from llmos.registry.manifest import Manifest
     from llmos.runtime.embeddings import EmbeddingRuntime
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 class ModelRuntime:
     name: str  # what users call it ("smollm2-135m-instruct:1" or a folder name)
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest | None  # the registered base's; None for a folder loaded by path
     tokenizer: TextTokenizer
     engine: AsyncEngine
     max_model_len: int
@@ -43,6 +44,11 @@ class ModelRuntime:
     @property
     def is_healthy(self) -> bool:
         return self.engine.is_healthy
+
+    @property
+    def digest(self) -> str | None:
+        """The loaded base version's digest (None for a folder loaded by path)."""
+        return self.manifest.digest if self.manifest else None
 
     def close(self) -> None:
         self.engine.shutdown()
@@ -61,7 +67,7 @@ class ResolvedModel:
 
     name: str  # "smollm2-135m-instruct:1", or "smollm2-135m-instruct+my-adapter:2" with an adapter
     path: Path
-    manifest: dict[str, Any]  # the base's
+    manifest: Manifest | None  # the base's; None for a folder given by path
     adapter_refs: tuple[str, ...] = ()
     adapter_dirs: tuple[Path, ...] = ()
 
@@ -78,7 +84,7 @@ def resolve_model(
         except RuntimeError:  # "~user" naming no user: not a folder, so a registry name
             path = Path(ref)
         if path.is_dir():
-            return ResolvedModel(path.name, path, {})
+            return ResolvedModel(path.name, path, None)
     from llmos.registry import Registry
     from llmos.registry.adapters import resolve_adapter
 
@@ -90,10 +96,10 @@ def resolve_model(
             base, adapter = resolve_adapter(registry, adapter_ref, base_ref)
         else:
             version = registry.resolve(base_ref)
-            if version.manifest.get("kind") != "adapter":
+            if not version.manifest.is_adapter:
                 if verify:
                     registry.verify(version)
-                return ResolvedModel(version.ref, Path(version.path), dict(version.manifest))
+                return ResolvedModel(version.ref, Path(version.path), version.manifest)
             base, adapter = resolve_adapter(registry, version.ref)  # an adapter alone: on its base
         if verify:
             registry.verify(base)
@@ -102,13 +108,13 @@ def resolve_model(
         registry.close()
     # the base's name without its version, so the pool's bare alias is "base+adapter"
     name = f"{base.name}+{adapter.ref}"
-    return ResolvedModel(name, Path(base.path), dict(base.manifest), (adapter.ref,), (Path(adapter.path),))
+    return ResolvedModel(name, Path(base.path), base.manifest, (adapter.ref,), (Path(adapter.path),))
 
 
 def resolve_model_dir(
     ref: str | Path, settings: Settings, verify: bool = True, allow_path: bool = True
-) -> tuple[str, Path, dict[str, Any]]:
-    """(display name, base folder, manifest) of ``resolve_model``."""
+) -> tuple[str, Path, Manifest | None]:
+    """(display name, base folder, manifest or None for a path) of ``resolve_model``."""
     resolved = resolve_model(ref, settings, verify, allow_path)
     return resolved.name, resolved.path, resolved.manifest
 
@@ -123,7 +129,7 @@ def load_runtime(
     config_file = path / "config.json"
     if not config_file.exists():
         raise InvalidModelFile(f"{name} has no config.json; it is not a Hugging Face model folder.")
-    if manifest.get("kind") == "embedding":
+    if manifest is not None and manifest.kind == "embedding":
         raise UnsupportedArchitecture(
             f"{name} is an embedding model; it cannot generate text. "
             "Use a chat or base model such as smollm2."
@@ -204,7 +210,7 @@ def load_any_runtime(
 ) -> ModelRuntime | EmbeddingRuntime:
     """A generation runtime, or an embedding runtime when the manifest says ``kind: embedding``."""
     name, path, manifest = resolve_model_dir(ref, settings, allow_path=allow_path)
-    if manifest.get("kind") != "embedding":
+    if manifest is None or manifest.kind != "embedding":
         return load_runtime(ref, settings, verify=False, allow_path=allow_path)  # verified just now
     from llmos.runtime.embeddings import load_embedding_runtime
 

@@ -33,6 +33,7 @@ from llmos.server.middleware import GuardMiddleware
 from llmos.server.model_pool import ModelPool
 from llmos.server.native import router as native_router
 from llmos.server.routes import router
+from llmos.server.serving import OpenAIServing
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.startup = startup
+    app.state.serving = OpenAIServing(pool, metrics, settings.request_timeout, startup.preload)
     app.include_router(router)
     app.include_router(native_router)
     app.include_router(datasets_router)

@@ -1,10 +1,11 @@
 """Which models the server has loaded: load on demand, keep-alive TTL, LRU eviction, pinning, admission.
 
-A request takes a ``Lease`` on a model (loading it if needed). The lease counts the engine
-requests it will run; when the model's running batch plus its waiting queue is full, the lease is
-refused with ``ServerBusy`` (429 + Retry-After). Idle models expire after their keep-alive; when a
-new model needs room (``max_loaded_models``, ``memory_budget_mb``), the least recently used idle,
-unpinned model is unloaded.
+A request holds a ``Lease`` on a model (loading it if needed) while it runs — ``async with
+pool.lease(model, n) as lease`` — counting the engine requests it will run; when the model's
+running batch plus its waiting queue is full, the lease is refused with ``ServerBusy`` (429 +
+Retry-After). Idle models expire after their keep-alive; when a new model needs room
+(``max_loaded_models``, ``memory_budget_mb``), the least recently used idle, unpinned model is
+unloaded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +70,8 @@ class PoolEntry:
 
 
 class Lease:
-    """Permission to run ``num_requests`` engine requests on a loaded model; release exactly once."""
+    """Permission to run ``num_requests`` engine requests on a loaded model; taken and released by
+    ``ModelPool.lease`` (``release`` is idempotent, so capacity is never freed twice)."""
 
     def __init__(self, entry: PoolEntry, num_requests: int):
         self.entry, self.num_requests = entry, num_requests
@@ -75,12 +79,6 @@ class Lease:
         self._released = False
         entry.num_active += num_requests
         entry.last_used = time.monotonic()
-
-    def split(self, parts: int) -> list[Lease]:
-        """Hand this lease's requests to ``parts`` equal leases (one per prompt of a batch)."""
-        each, self._released = self.num_requests // parts, True
-        self.entry.num_active -= each * parts
-        return [Lease(self.entry, each) for _ in range(parts)]
 
     def release(self) -> None:
         if not self._released:
@@ -165,8 +163,19 @@ class ModelPool:
                 return entry
             return await asyncio.to_thread(self.load_sync, ref, keep_alive=keep_alive, pin=pin)
 
-    async def lease(self, ref: str, num_requests: int = 1, kind: str = "generate") -> Lease:
-        """Admit ``num_requests`` on ``ref`` (loading it if needed).
+    @asynccontextmanager
+    async def lease(self, ref: str, num_requests: int = 1, kind: str = "generate") -> AsyncIterator[Lease]:
+        """Hold ``num_requests`` on ``ref`` for the ``async with`` block: admitted on entry (raising
+        as ``acquire``), released when the block ends however it ends — returned, raised, cancelled
+        by a client that went away, or an SSE stream closed."""
+        lease = await self.acquire(ref, num_requests, kind)
+        try:
+            yield lease
+        finally:
+            lease.release()
+
+    async def acquire(self, ref: str, num_requests: int = 1, kind: str = "generate") -> Lease:
+        """Admit ``num_requests`` on ``ref`` (loading it if needed); the caller releases the lease.
 
         Raises ModelNotFound, InvalidRequest (wrong kind of model), ServerBusy (queue full) or
         ServiceUnavailable (draining).
@@ -191,9 +200,8 @@ class ModelPool:
 
     async def get(self, ref: str, kind: str = "generate") -> Runtime:
         """The loaded runtime for ``ref`` (loading it if needed), without admitting requests."""
-        lease = await self.lease(ref, 0, kind)
-        lease.release()
-        return lease.runtime
+        async with self.lease(ref, 0, kind) as lease:
+            return lease.runtime
 
     # --- unloading --------------------------------------------------------------------------
     def _make_room(self, incoming_bytes: int, exclude: str) -> None:

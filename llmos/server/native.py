@@ -74,11 +74,11 @@ def _describe(mv: ModelVersion, pool: ModelPool) -> dict[str, Any]:
         "name": mv.name,
         "version": mv.version,
         "ref": mv.ref,
-        "kind": manifest.get("kind", "generate"),
-        "size_bytes": manifest.get("size"),
+        "kind": manifest.kind or "generate",
+        "size_bytes": manifest.size,
         "digest": mv.digest,
         "aliases": list(mv.aliases),
-        "parents": mv.parents,
+        "parents": [p.to_dict() for p in mv.parents],
         "created_at": mv.created_at.isoformat(),
         "loaded": mv.ref in pool.entries,
     }
@@ -132,7 +132,7 @@ async def gc(request: Request, body: GcRequest | None = None) -> dict[str, Any]:
 @router.get("/models/{name:path}")
 async def show_model(name: str, request: Request) -> dict[str, Any]:
     mv = await asyncio.to_thread(_with_registry, request, lambda r: r.resolve(name))
-    return {**_describe(mv, _pool(request)), "path": str(mv.path), "manifest": mv.manifest}
+    return {**_describe(mv, _pool(request)), "path": str(mv.path), "manifest": mv.manifest.to_dict()}
 
 
 @router.delete("/models/{name:path}")

@@ -1,7 +1,9 @@
-"""Request bodies of the HTTP API (OpenAI shapes), validated by pydantic — the only pydantic in llmos.
+"""The HTTP API's wire shapes (OpenAI's and vLLM's), in pydantic — the only pydantic in llmos.
 
-Limits that multiply work (``n``, ``logprobs``, stop strings, prompt count) are capped here so a
-bad request gets a 400 before it reaches the engine.
+Request bodies cap what multiplies work (``n``, ``logprobs``, stop strings, prompt count), so a bad
+request gets a 400 before it reaches the engine. Response models document ``/openapi.json`` and
+serialize to exactly OpenAI's JSON: a field that OpenAI sends as ``null`` is always present, one that
+it leaves out when empty (``tool_calls``) is left out.
 """
 
 from __future__ import annotations
@@ -204,9 +206,10 @@ class CompletionRequest(SamplingFields):
 
 
 class TokenizeRequest(BaseModel):
-    """vLLM's /tokenize: a prompt, or chat messages rendered through the chat template."""
+    """vLLM's /tokenize: a prompt, or chat messages rendered through the chat template; without
+    ``model``, the server's first model (as vLLM, which serves one)."""
 
-    model: str
+    model: str | None = None
     prompt: str | None = None
     messages: list[ChatMessage] | None = None
     add_special_tokens: bool = True
@@ -214,7 +217,7 @@ class TokenizeRequest(BaseModel):
 
 
 class DetokenizeRequest(BaseModel):
-    model: str
+    model: str | None = None
     tokens: list[int] = Field(max_length=1 << 20)
 
 
@@ -242,3 +245,164 @@ class PullRequest(BaseModel):
     name: str = Field(min_length=1, max_length=256)
     force: bool = False
     stream: bool = True
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> Usage:
+        return cls(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class ChatTokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(BaseModel):
+    content: list[ChatTokenLogprob]
+
+
+class ToolCallFunction(BaseModel):
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str | None
+    tool_calls: list[ToolCall] | None = Field(default=None, exclude_if=_is_none)
+
+
+class ChatCompletionChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    logprobs: ChatLogprobs | None
+    finish_reason: str | None
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatCompletionChoice]
+    usage: Usage
+
+
+class CompletionLogprobs(BaseModel):
+    """The legacy completions ``logprobs``; an echoed prompt's first token has ``null``s."""
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: CompletionLogprobs | None
+    finish_reason: str | None
+
+
+class CompletionResponse(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str  # str: base64 of little-endian float32
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "llmos"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class TokenizeResponse(BaseModel):
+    tokens: list[int]
+    count: int
+    max_model_len: int
+
+
+class DetokenizeResponse(BaseModel):
+    prompt: str
+
+
+class TokenizerInfo(BaseModel):
+    """vLLM's ``GET /tokenizer_info``: what a client needs to tokenize as the server does (the
+    fields of ``tokenizer_config.json``; ``model_max_length`` is the window the server serves)."""
+
+    tokenizer_class: str
+    eos_token: str | None
+    eos_token_id: int | None
+    bos_token: str | None
+    bos_token_id: int | None
+    pad_token: str | None
+    pad_token_id: int | None
+    chat_template: str | None
+    model_max_length: int
+
+
+class ErrorInfo(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error envelope, the body of every error answer."""
+
+    error: ErrorInfo

@@ -1,60 +1,67 @@
-"""HTTP routes: thin — parse, hand to ``serving``, shape the response."""
+"""HTTP routes of the OpenAI-compatible API, vLLM's tokenizer endpoints, health and metrics: each
+validates its input, calls one ``OpenAIServing`` method and returns its answer — a response model
+(so ``/openapi.json`` describes it), an SSE stream, or 499 when the client left first."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable
+from contextlib import suppress
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from llmos.engine.outputs import Completion
-from llmos.engine.sampling_params import SamplingParams
-from llmos.errors import ContextOverflow, InvalidRequest, LLMOSError, ModelNotFound
-from llmos.runtime.model_runtime import ModelRuntime
 from llmos.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from llmos.server.model_pool import Lease, ModelPool
+from llmos.server.model_pool import ModelPool
 from llmos.server.protocol import (
     ChatCompletionRequest,
+    ChatCompletionResponse,
     CompletionRequest,
+    CompletionResponse,
     DetokenizeRequest,
+    DetokenizeResponse,
     EmbeddingRequest,
+    EmbeddingResponse,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
     TokenizeRequest,
+    TokenizeResponse,
+    TokenizerInfo,
 )
-from llmos.server.serving import (
-    Generation,
-    base,
-    chat_logprobs,
-    chat_message,
-    chat_request,
-    completion_choice,
-    completion_logprobs,
-    completion_params,
-    completion_prompts,
-    embedding_texts,
-    encode_embedding,
-    num_prompts,
-    sse,
-    usage,
-)
-from llmos.server.tools import ToolPlan
+from llmos.server.serving import OpenAIServing, start_stream
 
 logger = logging.getLogger(__name__)
-router = APIRouter()
+T = TypeVar("T")
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in [
+        (400, "Invalid request (OpenAI error envelope)"),
+        (404, "No such model"),
+        (429, "The model's queue is full; retry after Retry-After seconds"),
+        (500, "Generation failed"),
+        (503, "Loading, draining, or no room for the model"),
+    ]
+}
+STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE chunks with stream=true"}
+}
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+router = APIRouter(responses=ERRORS)
 
 
 def _pool(request: Request) -> ModelPool:
     return request.app.state.pool
 
 
-def _error_event(message: str) -> str:
-    return sse(
-        {"error": {"message": message, "type": "server_error", "param": None, "code": "generation_failed"}}
-    )
+def _serving(request: Request) -> OpenAIServing:
+    return request.app.state.serving
 
 
 @router.get("/health")
@@ -87,302 +94,50 @@ async def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
 
-@router.get("/v1/models")
-async def list_models(request: Request) -> dict[str, Any]:
-    pool = _pool(request)
-    names = dict.fromkeys(r.name.split(":")[0] for r in pool.runtimes.values())
-    try:
-        from llmos.registry import Registry
-
-        registry = Registry(pool.settings, recover=False)
-        try:
-            names.update(dict.fromkeys(v.name for v in registry.list()))
-        finally:
-            registry.close()
-    except Exception:  # the listing of loaded models must work even if the store is unreadable
-        logger.exception("cannot list the registry's models")
-    return {
-        "object": "list",
-        "data": [{"id": n, "object": "model", "created": 0, "owned_by": "llmos"} for n in names],
-    }
+@router.get("/v1/models", response_model=ModelList)
+async def list_models(request: Request) -> ModelList:
+    return await _serving(request).models()
 
 
-@router.get("/v1/models/{model_id:path}")
-async def get_model(model_id: str, request: Request) -> dict[str, Any]:
-    listing = await list_models(request)
-    for entry in listing["data"]:
-        if entry["id"] == model_id:
-            return entry
-    if model_id in _pool(request).names:
-        return {"id": model_id, "object": "model", "created": 0, "owned_by": "llmos"}
-    raise ModelNotFound(f"model {model_id!r} not found; see GET /v1/models.", param="model")
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard)
+async def get_model(model_id: str, request: Request) -> ModelCard:
+    return await _serving(request).model(model_id)
 
 
-@router.post("/tokenize")
-async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
-    runtime: Any = await _pool(request).get(body.model)
-    if (body.prompt is None) == (body.messages is None):
-        raise InvalidRequest("Give exactly one of prompt or messages.", param="prompt")
-    if body.messages is not None:
-        messages = [m.to_template() for m in body.messages]
-        tokens = runtime.tokenizer.encode_chat(messages, add_generation_prompt=body.add_generation_prompt)
-    else:
-        tokens = runtime.tokenizer.encode(body.prompt or "", add_special_tokens=body.add_special_tokens)
-    return {"tokens": tokens, "count": len(tokens), "max_model_len": runtime.max_model_len}
+@router.get("/tokenizer_info", response_model=TokenizerInfo)
+async def tokenizer_info(request: Request, model: str | None = None) -> TokenizerInfo:
+    """vLLM's tokenizer description, for clients that tokenize as the server does (lm-eval's
+    ``local-completions`` asks it without a model: then the server's first model answers)."""
+    return await _serving(request).tokenizer_info(model)
 
 
-@router.post("/detokenize")
-async def detokenize(body: DetokenizeRequest, request: Request) -> dict[str, Any]:
-    runtime: Any = await _pool(request).get(body.model)
-    vocab_size = runtime.tokenizer.vocab_size
-    if any(not 0 <= t < vocab_size for t in body.tokens):
-        raise InvalidRequest(f"Token ids must be in [0, {vocab_size}).", param="tokens")
-    return {"prompt": runtime.tokenizer.decode(body.tokens, skip_special_tokens=False)}
+@router.post("/tokenize", response_model=TokenizeResponse)
+async def tokenize(body: TokenizeRequest, request: Request) -> TokenizeResponse:
+    return await _serving(request).tokenize(body)
 
 
-async def _lease(request: Request, model: str, num_requests: int) -> Lease:
-    return await _pool(request).lease(model, num_requests)
+@router.post("/detokenize", response_model=DetokenizeResponse)
+async def detokenize(body: DetokenizeRequest, request: Request) -> DetokenizeResponse:
+    return await _serving(request).detokenize(body)
 
 
-def _generation(
-    request: Request, lease: Lease, prompt_ids: list[int], params: list[SamplingParams]
-) -> Generation:
-    """A Generation holding ``lease``; on a 400 (say, context overflow) the lease is released."""
-    try:
-        return Generation(
-            lease, prompt_ids, params, request.app.state.settings.request_timeout, request.app.state.metrics
-        )
-    except LLMOSError as exc:
-        lease.release()
-        reason = "context_length" if isinstance(exc, ContextOverflow) else "invalid_request"
-        request.app.state.metrics.reject(lease.runtime.name, reason)
-        raise
-    except BaseException:
-        lease.release()
-        raise
-
-
-async def _until_disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _collect(request: Request, generations: list[Generation]) -> list[list[Completion]] | None:
-    """Run the generations to the end, or abort them all if the client goes away (then None)."""
-
-    async def run_all() -> list[list[Completion]]:
-        return list(await asyncio.gather(*(g.collect() for g in generations)))
-
-    work = asyncio.ensure_future(run_all())
-    watch = asyncio.ensure_future(_until_disconnected(request))
-    try:
-        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watch.cancel()
-        if not work.done():
-            work.cancel()
-            logger.info("client disconnected: aborted its request")
-    if work.cancelled():
-        for g in generations:
-            g.lease.release()
-        return None
-    return work.result()
-
-
-@router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-    lease = await _lease(request, body.model, body.n)
-    try:
-        runtime: ModelRuntime = lease.runtime  # type: ignore[assignment]
-        prompt_ids, plan, params = chat_request(runtime, body)
-    except BaseException:
-        lease.release()
-        raise
-    generation = _generation(request, lease, prompt_ids, params)
+@router.post("/v1/chat/completions", response_model=ChatCompletionResponse, responses=STREAM)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     if body.stream:
-        return _stream(_chat_chunks(runtime, body, generation, plan), generation)
-    results = await _collect(request, [generation])
-    if results is None:
-        return Response(status_code=499)
-    completions = results[0]
-    _raise_failed(completions)
-    choices = []
-    for i, c in enumerate(completions):
-        message, finish_reason = chat_message(c.text, c.finish_reason, plan)
-        logprobs = chat_logprobs(runtime.tokenizer, c.logprobs)
-        choices.append({"index": i, "message": message, "logprobs": logprobs, "finish_reason": finish_reason})
-    return JSONResponse(
-        {**base("chat.completion", body.model), "choices": choices, "usage": usage(completions)}
-    )
+        return await _event_stream(_serving(request).chat_stream(body))
+    return await _unless_disconnected(request, _serving(request).chat(body))
 
 
-async def _chat_chunks(
-    runtime: ModelRuntime, body: ChatCompletionRequest, generation: Generation, plan: ToolPlan
-) -> AsyncIterator[str]:
-    """SSE chunks; with tools in play each choice's text is held back until it is complete,
-    then sent as one delta of tool calls (or of content, when the model called nothing)."""
-    head = base("chat.completion.chunk", body.model)
-    finals: dict[int, Completion] = {}
-    held: dict[int, list[str]] = {i: [] for i in range(body.n)}
-    for i in range(body.n):
-        first = {
-            "index": i,
-            "delta": {"role": "assistant", "content": ""},
-            "logprobs": None,
-            "finish_reason": None,
-        }
-        yield sse({**head, "choices": [first]})
-    async for index, out in generation.stream():
-        if out.finish_reason == "error":
-            yield _error_event(out.error or "generation failed")
-            yield sse("[DONE]")
-            return
-        delta: dict[str, Any] = {"content": out.text} if out.text else {}
-        finish_reason = out.finish_reason
-        if plan.is_active:
-            held[index].append(out.text)
-            delta = {}
-            if out.finished:
-                message, finish_reason = chat_message("".join(held[index]), out.finish_reason, plan)
-                delta = {k: v for k, v in message.items() if k != "role" and v is not None}
-                calls: list[dict[str, Any]] = delta.get("tool_calls", [])
-                for n, call in enumerate(calls):
-                    call["index"] = n
-        choice = {
-            "index": index,
-            "delta": delta,
-            "logprobs": chat_logprobs(runtime.tokenizer, out.logprobs),
-            "finish_reason": finish_reason,
-        }
-        yield sse({**head, "choices": [choice]})
-        if out.finished:
-            finals[index] = Completion.merge([out])
-    if body.stream_options and body.stream_options.include_usage:
-        yield sse({**head, "choices": [], "usage": usage(list(finals.values()))})
-    yield sse("[DONE]")
-
-
-@router.post("/v1/completions", response_model=None)
-async def completions(body: CompletionRequest, request: Request) -> Response:
-    lease = await _lease(request, body.model, body.n * num_prompts(body))
-    try:
-        runtime: ModelRuntime = lease.runtime  # type: ignore[assignment]
-        prompts = completion_prompts(runtime, body)
-        params = completion_params(body)
-    except BaseException:
-        lease.release()
-        raise
-    leases = lease.split(len(prompts))
-    generations: list[Generation] = []
-    for part, prompt in zip(leases, prompts):
-        try:
-            generations.append(_generation(request, part, prompt, params))
-        except BaseException:
-            for g_lease in leases:
-                g_lease.release()
-            raise
+@router.post("/v1/completions", response_model=CompletionResponse, responses=STREAM)
+async def completions(body: CompletionRequest, request: Request) -> Any:
     if body.stream:
-        return _stream(_completion_chunks(runtime, body, generations), *generations)
-    results = await _collect(request, generations)
-    if results is None:
-        return Response(status_code=499)
-    choices: list[dict[str, Any]] = []
-    for prompt, completions_ in zip(prompts, results):
-        _raise_failed(completions_)
-        for c in completions_:
-            choices.append(completion_choice(runtime.tokenizer, body, prompt, c, len(choices)))
-    total = [usage(r) for r in results]
-    summed = {k: sum(u[k] for u in total) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
-    return JSONResponse({**base("text_completion", body.model), "choices": choices, "usage": summed})
+        return await _event_stream(_serving(request).complete_stream(body))
+    return await _unless_disconnected(request, _serving(request).complete(body))
 
 
-async def _completion_chunks(
-    runtime: ModelRuntime, body: CompletionRequest, generations: list[Generation]
-) -> AsyncIterator[str]:
-    head = base("text_completion", body.model)
-    prompt_tokens = completion_tokens = 0
-    for g_index, generation in enumerate(generations):
-        if body.echo:
-            for i in range(body.n):
-                text = runtime.tokenizer.decode(generation.prompt_ids)
-                choice = {
-                    "index": g_index * body.n + i,
-                    "text": text,
-                    "logprobs": None,
-                    "finish_reason": None,
-                }
-                yield sse({**head, "choices": [choice]})
-        prompt_tokens += len(generation.prompt_ids)
-        async for index, out in generation.stream():
-            if out.finish_reason == "error":
-                yield _error_event(out.error or "generation failed")
-                yield sse("[DONE]")
-                return
-            choice = {
-                "index": g_index * body.n + index,
-                "text": out.text,
-                "logprobs": completion_logprobs(runtime.tokenizer, out.logprobs),
-                "finish_reason": out.finish_reason,
-            }
-            yield sse({**head, "choices": [choice]})
-            if out.finished:
-                completion_tokens += out.num_output_tokens
-    if body.stream_options and body.stream_options.include_usage:
-        total = prompt_tokens + completion_tokens
-        counts = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": total,
-        }
-        yield sse({**head, "choices": [], "usage": counts})
-    yield sse("[DONE]")
-
-
-def _stream(chunks: AsyncIterator[str], *generations: Generation) -> StreamingResponse:
-    """An SSE response; errors after the first byte become an error event, then [DONE]. The
-    leases are released in the background task too, in case the body never started."""
-
-    async def guarded() -> AsyncIterator[str]:
-        try:
-            async for chunk in chunks:
-                yield chunk
-        except LLMOSError as exc:
-            yield sse(exc.to_openai())
-            yield sse("[DONE]")
-
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-    def release_all() -> None:
-        for g in generations:
-            g.lease.release()
-
-    release = BackgroundTask(release_all)
-    return StreamingResponse(guarded(), media_type="text/event-stream", headers=headers, background=release)
-
-
-def _raise_failed(completions: list[Completion]) -> None:
-    for c in completions:
-        if c.finish_reason == "error":
-            raise LLMOSError(f"Generation failed: {c.error}")
-
-
-@router.post("/v1/embeddings")
-async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
-    runtime: Any = await _pool(request).get(body.model, kind="embedding")
-    if body.dimensions is not None and body.dimensions != runtime.dimensions:
-        raise InvalidRequest(
-            f"{runtime.name} makes {runtime.dimensions}-dimensional embeddings; "
-            f"dimensions={body.dimensions} is not supported.",
-            param="dimensions",
-        )
-    texts = embedding_texts(runtime, body.input)
-    result = await asyncio.to_thread(runtime.embed, texts, truncate=body.truncate)
-    data = [
-        {"object": "embedding", "index": i, "embedding": encode_embedding(v, body.encoding_format)}
-        for i, v in enumerate(result.vectors)
-    ]
-    tokens = {"prompt_tokens": result.num_tokens, "total_tokens": result.num_tokens}
-    return {"object": "list", "data": data, "model": body.model, "usage": tokens}
+@router.post("/v1/embeddings", response_model=EmbeddingResponse)
+async def embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingResponse:
+    return await _serving(request).embed(body)
 
 
 @router.get("/version")
@@ -390,3 +145,36 @@ async def version() -> dict[str, Any]:
     from llmos import __version__
 
     return {"version": __version__, "time": time.time()}
+
+
+async def _event_stream(events: AsyncGenerator[str, None]) -> StreamingResponse:
+    """The SSE response for ``events``; a failure before its first chunk is an HTTP error instead.
+    Closing ``events`` afterwards releases the lease even if the body was never sent."""
+    chunks = await start_stream(events)
+    return StreamingResponse(
+        chunks, media_type="text/event-stream", headers=SSE_HEADERS, background=BackgroundTask(events.aclose)
+    )
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | Response:
+    """``work``'s answer, or 499 if the client goes away first: ``work`` is then cancelled, which
+    aborts its engine requests and releases its lease."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+    if not task.done() or task.cancelled():
+        logger.info("client disconnected: aborted its request")
+        with suppress(asyncio.CancelledError):
+            await task
+        return Response(status_code=499)
+    return task.result()
+
+
+async def _until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

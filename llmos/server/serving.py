@@ -1,267 +1,286 @@
-"""OpenAI ⇄ engine: render prompts, build SamplingParams, run requests, shape responses and SSE chunks."""
+"""OpenAI ⇄ engine: the work of each OpenAI-compatible endpoint, one ``OpenAIServing`` method each —
+hold a lease on the model, run the request, shape the answer as a response model or as SSE chunks
+(built here; the routes only send them). Failures are ``llmos.errors`` classes, turned into HTTP
+answers in one place (``app.py``) or, once a stream has started, into an SSE error event."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
-from pydantic import BaseModel
 
-from llmos.engine.outputs import Completion, RequestOutput, TokenLogprob
+from llmos.engine.outputs import Completion
 from llmos.engine.sampling_params import SamplingParams
-from llmos.errors import InvalidRequest, RequestTimeout
+from llmos.errors import InvalidRequest, LLMOSError, ModelNotFound
 from llmos.runtime.model_runtime import ModelRuntime
-from llmos.runtime.tokenizer import TextTokenizer
+from llmos.server.generation import Generation
+from llmos.server.logprobs import chat_logprobs, completion_logprobs
 from llmos.server.metrics import ServerMetrics
-from llmos.server.model_pool import Lease
-from llmos.server.protocol import MAX_PROMPTS, ChatCompletionRequest, CompletionRequest
-from llmos.server.tools import ToolPlan, parse_tool_calls, plan_tools, template_messages, tools_for_prompt
-from llmos.server.tools import structured_output as tool_grammar
+from llmos.server.model_pool import Lease, ModelPool, runtime_kind
+from llmos.server.prompts import (
+    chat_request,
+    completion_params,
+    completion_prompts,
+    embedding_texts,
+    num_prompts,
+)
+from llmos.server.protocol import (
+    AssistantMessage,
+    ChatCompletionChoice,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionChoice,
+    CompletionRequest,
+    CompletionResponse,
+    DetokenizeRequest,
+    DetokenizeResponse,
+    Embedding,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+    ModelCard,
+    ModelList,
+    TokenizeRequest,
+    TokenizeResponse,
+    TokenizerInfo,
+    ToolCall,
+    Usage,
+)
+from llmos.server.tools import ToolPlan, parse_tool_calls
+
+logger = logging.getLogger(__name__)
 
 
-def sse(data: dict[str, Any] | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+@dataclass(slots=True)
+class OpenAIServing:
+    """The OpenAI endpoints over a model pool. ``preload``: the server's ``--model`` list, whose
+    first entry answers the tokenizer endpoints when a request names no model."""
 
+    pool: ModelPool
+    metrics: ServerMetrics
+    request_timeout: float
+    preload: list[str] = field(default_factory=list)
 
-def usage(completions: list[Completion]) -> dict[str, int]:
-    prompt = completions[0].num_prompt_tokens if completions else 0
-    generated = sum(c.num_output_tokens for c in completions)
-    return {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated}
+    # --- chat and completions ---------------------------------------------------------------
+    async def chat(self, body: ChatCompletionRequest) -> ChatCompletionResponse:
+        async with self.pool.lease(body.model, body.n) as lease:
+            runtime = _generator(lease)
+            prompt_ids, plan, params = chat_request(runtime, body)
+            completions = await self._generation(runtime, prompt_ids, params).collect()
+        choices = []
+        for i, c in enumerate(completions):
+            message, finish_reason = _chat_message(c.text, c.finish_reason, plan)
+            logprobs = chat_logprobs(runtime.tokenizer, c.logprobs)
+            choices.append(
+                ChatCompletionChoice(index=i, message=message, logprobs=logprobs, finish_reason=finish_reason)
+            )
+        return ChatCompletionResponse(
+            id=_request_id("chat"),
+            created=int(time.time()),
+            model=body.model,
+            choices=choices,
+            usage=usage(completions),
+        )
 
+    async def chat_stream(self, body: ChatCompletionRequest) -> AsyncGenerator[str, None]:
+        """SSE chunks; with tools in play each choice's text is held back until it is complete,
+        then sent as one delta of tool calls (or of content, when the model called nothing)."""
+        async with self.pool.lease(body.model, body.n) as lease:
+            runtime = _generator(lease)
+            prompt_ids, plan, params = chat_request(runtime, body)
+            generation = self._generation(runtime, prompt_ids, params)
+            async for chunk in _chat_chunks(runtime, body, generation, plan):
+                yield chunk
 
-def _token_text(tokenizer: TextTokenizer, token_id: int) -> str:
-    return tokenizer.decode([token_id], skip_special_tokens=False)
+    async def complete(self, body: CompletionRequest) -> CompletionResponse:
+        async with self.pool.lease(body.model, body.n * num_prompts(body)) as lease:
+            runtime = _generator(lease)
+            prompts = completion_prompts(runtime, body)
+            params = completion_params(body)
+            generations = [self._generation(runtime, prompt, params) for prompt in prompts]
+            results = await _collect_all(generations)
+        choices: list[CompletionChoice] = []
+        for prompt, completions in zip(prompts, results):
+            for c in completions:
+                choices.append(completion_choice(runtime, body, prompt, c, len(choices)))
+        counts = [usage(r) for r in results]  # after the choices: score-only ones count no output
+        return CompletionResponse(
+            id=_request_id("completion"),
+            created=int(time.time()),
+            model=body.model,
+            choices=choices,
+            usage=Usage.of(sum(u.prompt_tokens for u in counts), sum(u.completion_tokens for u in counts)),
+        )
 
+    async def complete_stream(self, body: CompletionRequest) -> AsyncGenerator[str, None]:
+        async with self.pool.lease(body.model, body.n * num_prompts(body)) as lease:
+            runtime = _generator(lease)
+            prompts = completion_prompts(runtime, body)
+            params = completion_params(body)
+            generations = [self._generation(runtime, prompt, params) for prompt in prompts]
+            async for chunk in _completion_chunks(runtime, body, generations):
+                yield chunk
 
-def chat_logprobs(tokenizer: TextTokenizer, logprobs: list[TokenLogprob] | None) -> dict[str, Any] | None:
-    if logprobs is None:
-        return None
+    def _generation(
+        self, runtime: ModelRuntime, prompt_ids: list[int], params: list[SamplingParams]
+    ) -> Generation:
+        return Generation(runtime, prompt_ids, params, self.request_timeout, self.metrics)
 
-    def entry(token_id: int, logprob: float) -> dict[str, Any]:
-        text = _token_text(tokenizer, token_id)
-        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
-
-    return {
-        "content": [
-            {**entry(lp.token_id, lp.logprob), "top_logprobs": [entry(t, v) for t, v in lp.top]}
-            for lp in logprobs
+    # --- embeddings, models, tokenizer ------------------------------------------------------
+    async def embed(self, body: EmbeddingRequest) -> EmbeddingResponse:
+        runtime: Any = await self.pool.get(body.model, kind="embedding")
+        if body.dimensions is not None and body.dimensions != runtime.dimensions:
+            raise InvalidRequest(
+                f"{runtime.name} makes {runtime.dimensions}-dimensional embeddings; "
+                f"dimensions={body.dimensions} is not supported.",
+                param="dimensions",
+            )
+        texts = embedding_texts(runtime, body.input)
+        result = await asyncio.to_thread(runtime.embed, texts, truncate=body.truncate)
+        data = [
+            Embedding(index=i, embedding=encode_embedding(v, body.encoding_format))
+            for i, v in enumerate(result.vectors)
         ]
-    }
+        tokens = EmbeddingUsage(prompt_tokens=result.num_tokens, total_tokens=result.num_tokens)
+        return EmbeddingResponse(data=data, model=body.model, usage=tokens)
+
+    async def models(self) -> ModelList:
+        """The loaded models and every model in the registry, by bare name."""
+        names = dict.fromkeys(r.name.split(":")[0] for r in self.pool.runtimes.values())
+        names.update(dict.fromkeys(await asyncio.to_thread(self._registry_names)))
+        return ModelList(data=[ModelCard(id=n) for n in names])
+
+    def _registry_names(self) -> list[str]:
+        try:
+            from llmos.registry import Registry
+
+            registry = Registry(self.pool.settings, recover=False)
+            try:
+                return [v.name for v in registry.list()]
+            finally:
+                registry.close()
+        except Exception:  # the listing of loaded models must work even if the store is unreadable
+            logger.exception("cannot list the registry's models")
+            return []
+
+    async def model(self, model_id: str) -> ModelCard:
+        """One entry of ``models()``, or a loaded model under any name it was asked by."""
+        for card in (await self.models()).data:
+            if card.id == model_id:
+                return card
+        if model_id in self.pool.names:
+            return ModelCard(id=model_id)
+        raise ModelNotFound(f"model {model_id!r} not found; see GET /v1/models.", param="model")
+
+    async def tokenize(self, body: TokenizeRequest) -> TokenizeResponse:
+        if (body.prompt is None) == (body.messages is None):
+            raise InvalidRequest("Give exactly one of prompt or messages.", param="prompt")
+        runtime = await self._text_runtime(body.model)
+        if body.messages is not None:
+            messages = [m.to_template() for m in body.messages]
+            tokens = runtime.tokenizer.encode_chat(messages, add_generation_prompt=body.add_generation_prompt)
+        else:
+            tokens = runtime.tokenizer.encode(body.prompt or "", add_special_tokens=body.add_special_tokens)
+        return TokenizeResponse(tokens=tokens, count=len(tokens), max_model_len=runtime.max_model_len)
+
+    async def detokenize(self, body: DetokenizeRequest) -> DetokenizeResponse:
+        runtime = await self._text_runtime(body.model)
+        vocab_size = runtime.tokenizer.vocab_size
+        if any(not 0 <= t < vocab_size for t in body.tokens):
+            raise InvalidRequest(f"Token ids must be in [0, {vocab_size}).", param="tokens")
+        return DetokenizeResponse(prompt=runtime.tokenizer.decode(body.tokens, skip_special_tokens=False))
+
+    async def tokenizer_info(self, model: str | None) -> TokenizerInfo:
+        runtime = await self._text_runtime(model)
+        hf = runtime.tokenizer.hf
+        return TokenizerInfo(
+            tokenizer_class=type(hf).__name__,
+            eos_token=hf.eos_token,
+            eos_token_id=hf.eos_token_id,
+            bos_token=hf.bos_token,
+            bos_token_id=hf.bos_token_id,
+            pad_token=hf.pad_token,
+            pad_token_id=hf.pad_token_id,
+            chat_template=runtime.tokenizer.chat_template,
+            model_max_length=runtime.max_model_len,
+        )
+
+    async def _text_runtime(self, model: str | None) -> ModelRuntime:
+        return cast(ModelRuntime, await self.pool.get(model or self.default_model()))
+
+    def default_model(self) -> str:
+        """The model a tokenizer request that names none means (vLLM serves one model): the first
+        preloaded, else the first text generation model loaded. Raises ModelNotFound if none."""
+        if self.preload:
+            return self.preload[0]
+        loaded = (name for name, e in self.pool.entries.items() if runtime_kind(e.runtime) == "generate")
+        first = next(loaded, None)
+        if first is None:
+            raise ModelNotFound("No model is loaded; name one with `model` (or ?model=).", param="model")
+        return first
 
 
-LogprobEntry = tuple[int, float | None, list[tuple[int, float]] | None]
+def _generator(lease: Lease) -> ModelRuntime:
+    return cast(ModelRuntime, lease.runtime)  # the lease was taken with kind="generate"
 
 
-def completion_logprobs(
-    tokenizer: TextTokenizer,
-    logprobs: list[TokenLogprob] | None,
-    offset: int = 0,
-    prompt: tuple[list[int], list[TokenLogprob | None]] | None = None,
-) -> dict | None:
-    """The legacy completions ``logprobs`` object; with ``prompt`` (ids, prompt logprobs) the echoed
-    prompt tokens come first, the very first one with ``null`` logprobs (it has no context)."""
-    if logprobs is None and prompt is None:
-        return None
-    entries: list[LogprobEntry] = []
-    if prompt is not None:
-        for token_id, lp in zip(*prompt):
-            entries.append((token_id, None, None) if lp is None else (token_id, lp.logprob, lp.top))
-    entries += [(lp.token_id, lp.logprob, lp.top) for lp in logprobs or []]
-    tokens = [_token_text(tokenizer, token_id) for token_id, _, _ in entries]
-    offsets, position = [], offset
-    for token in tokens:
-        offsets.append(position)
-        position += len(token)
-    return {
-        "tokens": tokens,
-        "token_logprobs": [value for _, value, _ in entries],
-        "top_logprobs": [
-            None if top is None else {_token_text(tokenizer, t): v for t, v in top} for _, _, top in entries
-        ],
-        "text_offset": offsets,
-    }
+async def _collect_all(generations: list[Generation]) -> list[list[Completion]]:
+    """Every generation's completions; the first failure cancels the rest, so none outlives the lease."""
+    tasks = [asyncio.ensure_future(g.collect()) for g in generations]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
-def completion_params(body: CompletionRequest) -> list[SamplingParams]:
-    """One SamplingParams per choice. ``max_tokens=0`` with ``echo`` scores the prompt only (one
-    token is generated and dropped); ``echo`` with ``logprobs`` asks the engine for prompt logprobs."""
-    if body.max_tokens == 0 and not body.echo:
-        raise InvalidRequest("max_tokens=0 needs echo=true (it scores the prompt only).", param="max_tokens")
-    max_tokens = 1 if body.max_tokens == 0 else body.max_tokens
-    prompt_logprobs = body.logprobs if body.echo and body.logprobs is not None else None
-    structured = body.structured_output()
-    return [
-        body.sampling_params(max_tokens, body.logprobs, i, structured, prompt_logprobs) for i in range(body.n)
-    ]
+# --- response shapes --------------------------------------------------------------------------
+
+
+def usage(completions: list[Completion]) -> Usage:
+    prompt = completions[0].num_prompt_tokens if completions else 0
+    return Usage.of(prompt, sum(c.num_output_tokens for c in completions))
+
+
+def _request_id(kind: str) -> str:
+    return f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
+
+
+def _chat_message(
+    text: str, finish_reason: str | None, plan: ToolPlan
+) -> tuple[AssistantMessage, str | None]:
+    """The assistant message for ``text`` (tool calls parsed out) and the finish reason to report."""
+    content, calls = parse_tool_calls(text, plan)
+    if calls:
+        return AssistantMessage(content=content, tool_calls=[ToolCall(**c) for c in calls]), "tool_calls"
+    return AssistantMessage(content=content), finish_reason
 
 
 def completion_choice(
-    tokenizer: TextTokenizer, body: CompletionRequest, prompt_ids: list[int], c: Completion, index: int
-) -> dict[str, Any]:
+    runtime: ModelRuntime, body: CompletionRequest, prompt_ids: list[int], c: Completion, index: int
+) -> CompletionChoice:
+    """One choice; ``max_tokens=0`` (score the prompt) drops the token generated to get there."""
+    tokenizer = runtime.tokenizer
     score_only = body.max_tokens == 0
     prefix = tokenizer.decode(prompt_ids) if body.echo else ""
     logprobs = None if score_only and body.logprobs is not None else c.logprobs
     prompt = (prompt_ids, c.prompt_logprobs) if body.echo and c.prompt_logprobs is not None else None
     if score_only:
         c.num_output_tokens = 0
-    return {
-        "index": index,
-        "text": prefix + ("" if score_only else c.text),
-        "logprobs": None if body.logprobs is None else completion_logprobs(tokenizer, logprobs, 0, prompt),
-        "finish_reason": "length" if score_only else c.finish_reason,
-    }
-
-
-class Generation:
-    """One API call: n engine requests for one prompt, run together under a lease on the model.
-
-    Validates every request at construction (so a bad one is a 400 before anything streams),
-    times them for the metrics, aborts them at the deadline, and releases the lease when done.
-    """
-
-    def __init__(
-        self,
-        lease: Lease,
-        prompt_ids: list[int],
-        params: list[SamplingParams],
-        timeout: float,
-        metrics: ServerMetrics | None = None,
-    ):
-        self.lease = lease
-        self.runtime: ModelRuntime = lease.runtime  # type: ignore[assignment]
-        self.prompt_ids = prompt_ids
-        self.params = params
-        self.timeout = timeout
-        self.metrics = metrics
-        for p in params:
-            self.runtime.engine.engine.check_request(prompt_ids, p)
-
-    async def stream(self) -> AsyncIterator[tuple[int, RequestOutput]]:
-        """Outputs of all n choices, interleaved as they arrive, tagged with the choice index.
-
-        Raises RequestTimeout past the deadline; closing the iterator aborts what still runs.
-        """
-        merged: asyncio.Queue[tuple[int, RequestOutput] | None] = asyncio.Queue()
-        name = self.runtime.name
-        clocks = [self.metrics.clock(name, len(self.prompt_ids)) for _ in self.params] if self.metrics else []
-
-        async def pump(index: int, params: SamplingParams) -> None:
-            async for out in self.runtime.engine.generate(self.prompt_ids, params):
-                await merged.put((index, out))
-            await merged.put(None)
-
-        tasks = [asyncio.create_task(pump(i, p)) for i, p in enumerate(self.params)]
-        remaining = len(tasks)
-        deadline = time.monotonic() + self.timeout
-        try:
-            while remaining:
-                try:
-                    item = await asyncio.wait_for(merged.get(), max(0.0, deadline - time.monotonic()))
-                except TimeoutError:
-                    if self.metrics:
-                        self.metrics.reject(name, "timeout")
-                    raise RequestTimeout(
-                        f"The request did not finish within {self.timeout:g} s (LLMOS_REQUEST_TIMEOUT); "
-                        "ask for fewer tokens or retry later."
-                    ) from None
-                if item is None:
-                    remaining -= 1
-                    continue
-                index, out = item
-                if clocks:
-                    clocks[index].token(len(out.token_ids))
-                    if out.finished:
-                        clocks[index].finish(out.finish_reason, out.queue_seconds)
-                yield item
-        finally:
-            for task in tasks:
-                task.cancel()
-            for clock in clocks:
-                clock.finish("abort")
-            self.lease.release()
-
-    async def collect(self) -> list[Completion]:
-        outputs: list[list[RequestOutput]] = [[] for _ in self.params]
-        async for index, out in self.stream():
-            outputs[index].append(out)
-        return [Completion.merge(outs) for outs in outputs]
-
-
-def chat_request(
-    runtime: ModelRuntime, body: ChatCompletionRequest
-) -> tuple[list[int], ToolPlan, list[SamplingParams]]:
-    """The prompt (tools rendered), the tool plan, and one SamplingParams per choice."""
-    choice = body.tool_choice.model_dump() if isinstance(body.tool_choice, BaseModel) else body.tool_choice
-    plan = plan_tools([t.model_dump(exclude_none=True) for t in body.tools or []], choice)
-    structured, forced = body.structured_output(), tool_grammar(plan)
-    if structured is not None and forced is not None:
-        raise InvalidRequest(
-            "A forced tool call cannot be combined with response_format.", param="tool_choice"
-        )
-    messages, tools = tools_for_prompt(
-        plan, template_messages(body.messages), runtime.tokenizer.chat_template
+    return CompletionChoice(
+        index=index,
+        text=prefix + ("" if score_only else c.text),
+        logprobs=None if body.logprobs is None else completion_logprobs(tokenizer, logprobs, 0, prompt),
+        finish_reason="length" if score_only else c.finish_reason,
     )
-    prompt_ids = runtime.tokenizer.encode_chat(messages, body.add_generation_prompt, tools)
-    max_tokens = body.max_completion_tokens or body.max_tokens
-    num_logprobs = (body.top_logprobs or 0) if body.logprobs else None
-    params = [body.sampling_params(max_tokens, num_logprobs, i, structured or forced) for i in range(body.n)]
-    return prompt_ids, plan, params
-
-
-def chat_message(text: str, finish_reason: str | None, plan: ToolPlan) -> tuple[dict[str, Any], str | None]:
-    """The assistant message for ``text`` (tool calls parsed out) and the finish reason to report."""
-    content, calls = parse_tool_calls(text, plan)
-    message: dict[str, Any] = {"role": "assistant", "content": content}
-    if calls:
-        message["tool_calls"] = calls
-        return message, "tool_calls"
-    return message, finish_reason
-
-
-def num_prompts(body: CompletionRequest) -> int:
-    """How many prompts ``body.prompt`` holds (a string or one token list count as one)."""
-    prompt = body.prompt
-    single = isinstance(prompt, str) or (bool(prompt) and all(isinstance(p, int) for p in prompt))
-    count = 1 if single else len(prompt)
-    if not 1 <= count <= MAX_PROMPTS:
-        raise InvalidRequest(f"prompt must hold 1 to {MAX_PROMPTS} prompts.", param="prompt")
-    return count
-
-
-def completion_prompts(runtime: ModelRuntime, body: CompletionRequest) -> list[list[int]]:
-    if body.suffix:
-        raise InvalidRequest("suffix is not supported by this server.", param="suffix")
-    prompt = body.prompt
-    if isinstance(prompt, str):
-        prompts = [runtime.tokenizer.encode(prompt)]
-    elif prompt and all(isinstance(p, int) for p in prompt):
-        prompts = [list(prompt)]  # type: ignore[arg-type]
-    elif prompt and all(isinstance(p, str) for p in prompt):
-        prompts = [runtime.tokenizer.encode(p) for p in prompt]  # type: ignore[arg-type]
-    else:
-        prompts = [list(p) for p in prompt]  # type: ignore[arg-type]
-    if not prompts or len(prompts) > MAX_PROMPTS:
-        raise InvalidRequest(f"prompt must hold 1 to {MAX_PROMPTS} prompts.", param="prompt")
-    return prompts
-
-
-def embedding_texts(runtime: Any, given: str | list[str] | list[int] | list[list[int]]) -> list[str]:
-    """The texts to embed; token id lists are decoded with the embedding model's tokenizer."""
-    if isinstance(given, str):
-        return [given]
-    if not given:
-        raise InvalidRequest("input must not be empty.", param="input")
-    if all(isinstance(x, str) for x in given):
-        return list(given)  # type: ignore[arg-type]
-    token_lists = [given] if all(isinstance(x, int) for x in given) else given
-    tokenizer = runtime.model.tokenizer
-    return [tokenizer.decode(ids, skip_special_tokens=True) for ids in token_lists]  # type: ignore[union-attr]
 
 
 def encode_embedding(vector: list[float], encoding_format: str) -> list[float] | str:
@@ -271,10 +290,98 @@ def encode_embedding(vector: list[float], encoding_format: str) -> list[float] |
     return vector
 
 
-def base(kind: str, model: str, request_id: str | None = None) -> dict[str, Any]:
-    return {
-        "id": request_id or f"{'chatcmpl' if kind.startswith('chat') else 'cmpl'}-{uuid.uuid4().hex}",
-        "object": kind,
-        "created": int(time.time()),
-        "model": model,
-    }
+# --- server-sent events -----------------------------------------------------------------------
+
+
+def sse(data: dict[str, Any] | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def start_stream(events: AsyncGenerator[str, None]) -> AsyncIterator[str]:
+    """Run ``events`` to its first chunk here, so a failure before any byte is sent raises (and
+    becomes an HTTP error status); returns the whole stream, in which a later failure becomes an
+    OpenAI error event and ``[DONE]``. A stream never sent must still have ``events`` closed."""
+    first = await anext(events)
+
+    async def stream() -> AsyncIterator[str]:
+        yield first
+        try:
+            async for chunk in events:
+                yield chunk
+        except LLMOSError as exc:
+            yield sse(exc.to_openai())
+            yield sse("[DONE]")
+        finally:
+            await events.aclose()  # a client that left mid-stream: abort, release the lease
+
+    return stream()
+
+
+def _head(kind: str, model: str) -> dict[str, Any]:
+    """The fields every chunk of one stream repeats."""
+    name = "chat.completion.chunk" if kind == "chat" else "text_completion"
+    return {"id": _request_id(kind), "object": name, "created": int(time.time()), "model": model}
+
+
+async def _chat_chunks(
+    runtime: ModelRuntime, body: ChatCompletionRequest, generation: Generation, plan: ToolPlan
+) -> AsyncIterator[str]:
+    head = _head("chat", body.model)
+    finals: dict[int, Completion] = {}
+    held: dict[int, list[str]] = {i: [] for i in range(body.n)}
+    for i in range(body.n):
+        role = {"role": "assistant", "content": ""}
+        yield sse({**head, "choices": [{"index": i, "delta": role, "logprobs": None, "finish_reason": None}]})
+    async for index, out in generation.stream():
+        delta: dict[str, Any] = {"content": out.text} if out.text else {}
+        finish_reason = out.finish_reason
+        if plan.is_active:
+            held[index].append(out.text)
+            delta = {}
+            if out.finished:
+                message, finish_reason = _chat_message("".join(held[index]), out.finish_reason, plan)
+                delta = message.model_dump(exclude={"role"}, exclude_none=True)
+                for n, call in enumerate(delta.get("tool_calls", [])):
+                    call["index"] = n
+        logprobs = chat_logprobs(runtime.tokenizer, out.logprobs)
+        choice = {
+            "index": index,
+            "delta": delta,
+            "logprobs": None if logprobs is None else logprobs.model_dump(),
+            "finish_reason": finish_reason,
+        }
+        yield sse({**head, "choices": [choice]})
+        if out.finished:
+            finals[index] = Completion.merge([out])
+    if body.stream_options and body.stream_options.include_usage:
+        yield sse({**head, "choices": [], "usage": usage(list(finals.values())).model_dump()})
+    yield sse("[DONE]")
+
+
+async def _completion_chunks(
+    runtime: ModelRuntime, body: CompletionRequest, generations: list[Generation]
+) -> AsyncIterator[str]:
+    head = _head("completion", body.model)
+    prompt_tokens = completion_tokens = 0
+    for g_index, generation in enumerate(generations):
+        if body.echo:
+            text = runtime.tokenizer.decode(generation.prompt_ids)
+            for i in range(body.n):
+                echo = {"index": g_index * body.n + i, "text": text, "logprobs": None, "finish_reason": None}
+                yield sse({**head, "choices": [echo]})
+        prompt_tokens += len(generation.prompt_ids)
+        async for index, out in generation.stream():
+            logprobs = completion_logprobs(runtime.tokenizer, out.logprobs)
+            choice = {
+                "index": g_index * body.n + index,
+                "text": out.text,
+                "logprobs": None if logprobs is None else logprobs.model_dump(),
+                "finish_reason": out.finish_reason,
+            }
+            yield sse({**head, "choices": [choice]})
+            if out.finished:
+                completion_tokens += out.num_output_tokens
+    if body.stream_options and body.stream_options.include_usage:
+        counts = Usage.of(prompt_tokens, completion_tokens).model_dump()
+        yield sse({**head, "choices": [], "usage": counts})
+    yield sse("[DONE]")

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from llmos.store.tables import Base, utcnow
@@ -67,11 +66,3 @@ class AnnotationRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | accepted | rejected
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-DATASET_TABLES = [DatasetRow.__table__, DatasetVersionRow.__table__, AnnotationRow.__table__]
-
-
-def create_dataset_tables(engine: Engine) -> None:
-    """Create the dataset tables if missing (the store's ``create_all`` may predate this module)."""
-    Base.metadata.create_all(engine, tables=DATASET_TABLES)  # type: ignore[arg-type]

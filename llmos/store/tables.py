@@ -3,7 +3,7 @@ aliases that point at versions, and the event log (history) of everything done t
 
 A version row exists only once all of its blobs and its snapshot folder are on disk, so a row
 is the proof that the artifact is complete. Blob reference counts come from ``model_files``.
-Tables are created by ``create_all`` (no migrations): new facts go in new tables or the manifest.
+The schema changes only through the migrations in ``llmos/store/migrations`` (``store.migrate``).
 """
 
 from __future__ import annotations

@@ -18,46 +18,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import select
 
 from llmos.config import Settings
 from llmos.errors import AlreadyExists, InvalidRequest, JobNotFound
 from llmos.store import Store
-from llmos.store.tables import Base, utcnow
+from llmos.store.jobs import TrainJobRow, TrainMetricRow
+from llmos.store.tables import utcnow
 from llmos.train.config import TrainConfig
 
 FINISHED = ("succeeded", "failed", "cancelled")
-
-
-class TrainJobRow(Base):
-    __tablename__ = "train_jobs"
-
-    id: Mapped[str] = mapped_column(String(16), primary_key=True)
-    status: Mapped[str] = mapped_column(
-        String(16), default="queued"
-    )  # queued|running|succeeded|failed|cancelled
-    config: Mapped[dict[str, Any]] = mapped_column(JSON)
-    nproc: Mapped[int] = mapped_column(Integer, default=1)
-    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    step: Mapped[int] = mapped_column(Integer, default=0)
-    total_steps: Mapped[int] = mapped_column(Integer, default=0)
-    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class TrainMetricRow(Base):
-    __tablename__ = "train_metrics"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("train_jobs.id", ondelete="CASCADE"), index=True)
-    step: Mapped[int] = mapped_column(Integer)
-    loss: Mapped[float] = mapped_column(Float)
-    lr: Mapped[float] = mapped_column(Float)
-    seconds: Mapped[float] = mapped_column(Float)
 
 
 @dataclass(slots=True)
@@ -100,13 +70,9 @@ class JobStore:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.store = Store(settings.database_url)
-        tables = [
-            Base.metadata.tables[TrainJobRow.__tablename__],
-            Base.metadata.tables[TrainMetricRow.__tablename__],
-        ]
-        Base.metadata.create_all(self.store.engine, tables=tables)
 
     def close(self) -> None:
+        """Release the database handle (others in the process keep theirs)."""
         self.store.close()
 
     def job_dir(self, job_id: str) -> Path:

@@ -101,7 +101,7 @@ def run_training(
     result = trainer.fit(resume=resume)
     summary: dict[str, Any] = {
         "base": base_name,
-        "base_digest": base_manifest.get("digest"),
+        "base_digest": base_manifest.digest if base_manifest else None,
         "data": dataset_ref or config.data,
         "config": config.model_dump(),
         "metrics": {k: v for k, v in asdict(result).items() if k != "history"},

@@ -28,7 +28,7 @@ def test_pull_smollm2_records_the_manifest(test_home: Path) -> None:
     start = time.perf_counter()
     mv = ensure_pulled(test_home, "smollm2-135m-instruct")
     elapsed = time.perf_counter() - start
-    m = mv.manifest
+    m = mv.manifest.to_dict()
     assert mv.name == "smollm2-135m-instruct" and m["architecture"] == "LlamaForCausalLM"
     assert abs(m["parameters"] - 134.5e6) < 0.1e6
     assert m["has_chat_template"] and m["kind"] == "chat" and m["license"] == "apache-2.0"

@@ -12,7 +12,7 @@ import typer
 from tiny_models import build_tiny_chat_folder
 from typer.testing import CliRunner
 
-from llmos.cli.models import register
+from llmos.cli import lineage, models, upkeep
 from llmos.config import Settings
 from llmos.registry import Registry
 
@@ -25,7 +25,8 @@ def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def app() -> typer.Typer:
     app = typer.Typer()
-    register(app)
+    for group in (models, lineage, upkeep):
+        group.register(app)
     return app
 
 

@@ -61,3 +61,15 @@ def test_ps_lists_then_stop_unloads(server_url: str) -> None:
 def test_ps_without_a_server_says_how_to_start_one() -> None:
     result = CliRunner().invoke(app, ["ps", "--url", f"http://127.0.0.1:{free_port()}"])
     assert result.exit_code == 1 and "llmos serve" in result.output
+
+
+def test_probe_finds_the_server_and_says_why_not_otherwise(server_url: str) -> None:
+    from llmos.cli.remote import probe
+    from llmos.cli.remote import server_url as configured
+
+    assert probe(server_url) is None
+    nobody = f"http://127.0.0.1:{free_port()}"
+    assert probe(nobody) == f"no server at {nobody}"
+    assert probe(f"{server_url}/v1") is not None  # something answers, but not an llmos /health
+    assert configured(Settings(host="0.0.0.0", port=9)) == "http://127.0.0.1:9"
+    assert configured(Settings(host="::1", port=9)) == "http://[::1]:9"

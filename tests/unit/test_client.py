@@ -16,6 +16,7 @@ from llmos.client import Client, RemoteError, error_from_envelope, request_field
 from llmos.engine.sampling_params import SamplingParams
 from llmos.errors import (
     ContextOverflow,
+    GenerationFailed,
     InvalidRequest,
     ModelNotFound,
     ServerBusy,
@@ -174,7 +175,7 @@ def test_stream_yields_text_chunks_and_raises_on_an_error_event() -> None:
     chunks = sse({"choices": [{"index": 0, "text": "a"}]}, {"choices": [{"index": 0, "text": "b"}]})
     assert list(mock_client(recording(chunks, [])).model("m").stream("x")) == ["a", "b"]
     failing = sse({"choices": [{"index": 0, "text": "a"}]}, envelope("engine died", "generation_failed"))
-    with pytest.raises(RemoteError, match="engine died"):
+    with pytest.raises(GenerationFailed, match="engine died"):
         list(mock_client(recording(failing, [])).model("m").stream("x"))
 
 
@@ -203,3 +204,12 @@ def test_embed_returns_vectors_in_input_order() -> None:
     answer = {"data": [{"index": 1, "embedding": [0.0, 1.0]}, {"index": 0, "embedding": [1.0, 0.0]}]}
     assert mock_client(recording(answer, sent)).model("e").embed(["a", "b"]) == [[1.0, 0.0], [0.0, 1.0]]
     assert json.loads(sent[0].content) == {"model": "e", "input": ["a", "b"]}
+
+
+def test_show_asks_the_native_route_and_raises_model_not_found() -> None:
+    sent: list[httpx.Request] = []
+    answer = {"ref": "tiny:1", "manifest": {"has_chat_template": True}}
+    assert mock_client(recording(answer, sent)).show("tiny@prod") == answer
+    assert (sent[0].method, sent[0].url.path) == ("GET", "/api/models/tiny@prod")
+    with pytest.raises(ModelNotFound, match="nope"):
+        mock_client(recording(envelope("no model nope", "model_not_found"), [], 404)).show("nope")

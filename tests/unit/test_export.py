@@ -69,8 +69,8 @@ def test_exported_files_are_writable_copies_not_links_into_the_store(
 ) -> None:
     mv = registry.resolve("tiny")
     out = export(registry, "tiny", tmp_path / "out")
-    assert sorted(p.name for p in out.iterdir()) == sorted(mv.manifest["files"])
-    for filename in mv.manifest["files"]:
+    assert sorted(p.name for p in out.iterdir()) == sorted(mv.manifest.files)
+    for filename in mv.manifest.files:
         exported, stored = out / filename, mv.path / filename
         assert exported.read_bytes() == stored.read_bytes()
         assert exported.stat().st_ino != stored.stat().st_ino and exported.stat().st_nlink == 1

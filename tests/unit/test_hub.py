@@ -138,11 +138,11 @@ def registry(tmp_path: Path) -> Registry:
 def test_pull_imports_the_safe_files_at_the_resolved_commit(hub: FakeHub, registry: Registry) -> None:
     mv = pull_hub(registry, "hf:SomeOrg/Tiny-Chat@main")
     assert mv.ref == "tiny-chat:1"
-    assert mv.manifest["source"] == {
+    assert mv.manifest.to_dict()["source"] == {
         "type": "hub", "repo": "SomeOrg/Tiny-Chat", "revision": COMMIT, "requested_revision": "main"
     }  # fmt: skip
-    assert "model.safetensors" in mv.manifest["files"] and "config.json" in mv.manifest["files"]
-    assert not any(f.endswith((".bin", ".py")) for f in mv.manifest["files"])
+    assert "model.safetensors" in mv.manifest.files and "config.json" in mv.manifest.files
+    assert not any(f.endswith((".bin", ".py")) for f in mv.manifest.files)
     assert all(r["revision"] == COMMIT for r in hub.requests)  # pinned: the branch cannot move mid-pull
     assert list(registry.blobs.tmp_dir.iterdir()) == []
 

@@ -205,7 +205,8 @@ def test_pool_key_of_an_adapter_ref_names_base_and_adapter(home: Path) -> None:
     from llmos.runtime.model_runtime import resolve_model_dir
 
     name, path, manifest = resolve_model_dir("tiny+tiny-lora", Settings(home=home), allow_path=False)
-    assert name == "tiny+tiny-lora:1" and manifest["name"] == "tiny" and (path / "config.json").is_file()
+    assert manifest is not None and manifest.name == "tiny"
+    assert name == "tiny+tiny-lora:1" and (path / "config.json").is_file()
 
 
 def test_merge_registers_a_full_version_that_generates_like_base_plus_adapter(home: Path) -> None:
@@ -225,7 +226,7 @@ def test_merge_registers_a_full_version_that_generates_like_base_plus_adapter(ho
 
     registry = Registry(Settings(home=home))
     merged, base, adapter = (registry.resolve(r) for r in ("tiny-merged", "tiny", "tiny-lora"))
-    parents = {(p["ref"], p["digest"], p["relation"]) for p in merged.manifest["parents"]}
+    parents = {(p.ref, p.digest, p.relation) for p in merged.manifest.parents}
     assert {(base.ref, base.digest, "merged_from"), (adapter.ref, adapter.digest, "merged_from")} <= parents
-    assert merged.manifest["kind"] != "adapter" and merged.manifest["dtype"] == "float32"
+    assert merged.manifest.kind != "adapter" and merged.manifest.dtype == "float32"
     registry.close()

@@ -35,14 +35,14 @@ def run(coro):  # noqa: ANN001, ANN201
 def test_lease_admits_up_to_running_plus_waiting_then_refuses(settings: Settings) -> None:
     pool = ModelPool(settings)
     try:
-        first = run(pool.lease("tiny-a", 3))  # capacity: 2 running + 1 waiting
+        first = run(pool.acquire("tiny-a", 3))  # capacity: 2 running + 1 waiting
         with pytest.raises(ServerBusy) as refused:
-            run(pool.lease("tiny-a", 1))
+            run(pool.acquire("tiny-a", 1))
         assert refused.value.status_code == 429 and refused.value.retry_after >= 1
         first.release()
         first.release()  # releasing twice must not free capacity twice
         assert pool.find("tiny-a").num_active == 0
-        run(pool.lease("tiny-a", 3)).release()
+        run(pool.acquire("tiny-a", 3)).release()
     finally:
         pool.close()
 
@@ -54,9 +54,9 @@ def test_a_request_for_an_unloaded_model_loads_it_once_under_every_name(settings
         assert len({id(r) for r in runtimes}) == 1
         assert list(pool.entries) == ["tiny-a:1"]
         with pytest.raises(ModelNotFound):
-            run(pool.lease("no-such-model"))
+            run(pool.acquire("no-such-model"))
         with pytest.raises(InvalidRequest, match="text generation model"):
-            run(pool.lease("tiny-a", 1, kind="embedding"))
+            run(pool.acquire("tiny-a", 1, kind="embedding"))
     finally:
         pool.close()
 
@@ -85,7 +85,7 @@ def test_pinned_or_busy_models_are_never_evicted(settings: Settings) -> None:
         with pytest.raises(ServiceUnavailable, match="busy or pinned"):
             run(pool.get("tiny-b"))
         pool.unload("tiny-a")
-        busy = run(pool.lease("tiny-b", 1))
+        busy = run(pool.acquire("tiny-b", 1))
         with pytest.raises(ServiceUnavailable):
             run(pool.get("tiny-a"))
         busy.release()
@@ -103,7 +103,7 @@ def test_keep_alive_unloads_idle_models_but_not_busy_or_forever_ones(settings: S
         run(pool.load("tiny-b", keep_alive=-1))  # negative: stays until stopped
         entry = pool.find("tiny-a")
         assert pool.expire(entry.last_used + 10) == []
-        lease = run(pool.lease("tiny-a", 1))
+        lease = run(pool.acquire("tiny-a", 1))
         assert pool.expire(entry.last_used + 3600) == []  # in use: never expires
         lease.release()
         assert pool.expire(entry.last_used + 31) == ["tiny-a:1"]

@@ -15,6 +15,7 @@ from tiny_models import build_tiny_chat_folder
 from llmos.config import Settings
 from llmos.errors import CorruptArtifact, InvalidModelFile, InvalidModelName, ModelNotFound
 from llmos.registry import Registry
+from llmos.registry.manifest import Source
 from llmos.store.digests import sha256_file
 from llmos.store.faults import CRASH_POINT_ENV, CRASH_POINTS
 
@@ -46,15 +47,15 @@ def test_import_folder_resolves_to_hardlinked_snapshot(registry: Registry, tiny:
     mv = registry.import_path(tiny, "tiny")
     assert registry.resolve("tiny") == mv and mv.ref == "tiny:1"
     m = mv.manifest
-    assert m["architecture"] == "LlamaForCausalLM" and m["model_type"] == "llama"
-    assert m["has_chat_template"] and m["kind"] == "chat" and m["context_length"] == 512
-    assert m["dtype"] == "float32" and m["source"] == {"type": "path", "path": str(tiny.resolve())}
-    for filename, info in m["files"].items():
+    assert m.architecture == "LlamaForCausalLM" and m.model_type == "llama"
+    assert m.has_chat_template and m.kind == "chat" and m.context_length == 512
+    assert m.dtype == "float32" and m.source == Source(type="path", path=str(tiny.resolve()))
+    for filename, info in m.files.items():
         snap_file = mv.path / filename
-        blob = registry.blobs.blob_path(info["digest"].removeprefix("sha256:"))
+        blob = registry.blobs.blob_path(info.blob)
         assert snap_file.stat().st_ino == blob.stat().st_ino
         assert sha256_file(snap_file) == sha256_file(tiny / filename) == blob.name.removeprefix("sha256-")
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(m["files"])
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(m.files)
 
 
 def test_parameter_count_comes_from_safetensors_headers(registry: Registry, tiny: Path) -> None:
@@ -62,7 +63,7 @@ def test_parameter_count_comes_from_safetensors_headers(registry: Registry, tiny
     from safetensors.torch import load_file
 
     expected = sum(t.numel() for t in load_file(tiny / "model.safetensors").values())
-    assert registry.import_path(tiny, "tiny").manifest["parameters"] == expected
+    assert registry.import_path(tiny, "tiny").manifest.parameters == expected
     assert torch.is_tensor(next(iter(load_file(tiny / "model.safetensors").values())))
 
 
@@ -89,8 +90,8 @@ def test_remove_frees_only_unreferenced_blobs(registry: Registry, tiny: Path) ->
     first = registry.import_path(tiny, "tiny")
     (tiny / "README.md").write_text("---\nlicense: mit\n---\n# tiny\n")
     second = registry.import_path(tiny, "tiny")
-    assert second.manifest["license"] == "mit" and second.digest != first.digest
-    readme_blob = second.manifest["files"]["README.md"]["digest"].removeprefix("sha256:")
+    assert second.manifest.license == "mit" and second.digest != first.digest
+    readme_blob = second.manifest.files["README.md"].blob
     registry.remove("tiny:2")
     assert not second.path.exists() and first.path.exists()
     assert readme_blob not in registry.blobs.all_blobs()
@@ -144,7 +145,7 @@ def test_pickle_only_folder_is_refused(registry: Registry, tiny: Path) -> None:
 
 def test_pickle_beside_safetensors_is_skipped(registry: Registry, tiny: Path) -> None:
     (tiny / "training_args.bin").write_bytes(b"pickle")
-    assert "training_args.bin" not in registry.import_path(tiny, "tiny").manifest["files"]
+    assert "training_args.bin" not in registry.import_path(tiny, "tiny").manifest.files
 
 
 def test_auto_map_is_refused(registry: Registry, tiny: Path) -> None:
@@ -204,16 +205,17 @@ def _import_in_child(home: Path, src: Path, crash_point: str | None) -> int:
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_crash_mid_import_leaves_no_partial_version(settings: Settings, tiny: Path, point: str) -> None:
     assert _import_in_child(settings.home, tiny, point) == 137
-    registry = Registry(settings)  # recovery runs on open
+    registry = Registry(settings)  # opening removes nothing: the next write (or gc) recovers
     if point == "db_after_commit":  # committed: the version is complete and intact
         registry.verify(registry.resolve("tiny:1"))
     else:
-        assert registry.list() == [] and registry.blobs.all_blobs() == set()
-        assert registry.blobs.all_snapshots() == set()
-    assert list(registry.blobs.tmp_dir.iterdir()) == []
+        assert registry.list() == []
     retried = registry.import_path(tiny, "tiny")
     registry.verify(retried)
     assert retried.version == (2 if point == "db_after_commit" else 1)
+    assert list(registry.blobs.tmp_dir.iterdir()) == [], "the write left the dead writer's temp"
+    listed = {str(mv.path.relative_to(registry.blobs.root)) for mv in registry.list()}
+    assert registry.blobs.all_snapshots() == listed and registry.gc().num_removed == 0
 
 
 def test_registry_and_cli_modules_do_not_import_torch() -> None:

@@ -1,6 +1,6 @@
 """Durability of the registry against real processes: ``llmos import`` killed with SIGKILL at random
 moments leaves a consistent store (verify clean, no partial version, no leftover temp after the next
-open, and a retry succeeds); two processes importing and tagging at once both land, nothing lost.
+recovery, and a retry succeeds); two processes importing and tagging at once both land, nothing lost.
 
 Bounded: the model folder is a tiny model plus a 20 MB weight file, so an import takes long enough
 for kills to land inside it, and 20 kill runs take well under a minute.
@@ -64,16 +64,18 @@ def _import_command(folder: Path, name: str) -> list[str]:
 
 
 def _assert_consistent(home: Path) -> list[str]:
-    """Open the store (recovery runs) and check it; return the listed refs."""
+    """Open the store and check what it lists, then recover (what the next write or `llmos gc`
+    does) and check nothing else is left; return the listed refs."""
     registry = Registry(Settings(home=home))
     try:
         report = registry.verify_all()
         assert report.is_ok, [p.message for p in report.problems]
         versions = registry.list()
+        registry.recover()
         assert list(registry.blobs.tmp_dir.iterdir()) == [], "temp left after recovery"
         listed = {str(mv.path.relative_to(registry.blobs.root)) for mv in versions}
         assert registry.blobs.all_snapshots() == listed, "a snapshot no version lists"
-        used = {i["digest"].removeprefix("sha256:") for mv in versions for i in mv.manifest["files"].values()}
+        used = {i.blob for mv in versions for i in mv.manifest.files.values()}
         assert registry.blobs.all_blobs() == used, "a blob no version uses"
         return [mv.ref for mv in versions]
     finally:

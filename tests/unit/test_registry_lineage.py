@@ -18,6 +18,7 @@ from llmos.config import Settings
 from llmos.errors import AlreadyExists, InvalidModelFile, InvalidModelName, ModelNotFound
 from llmos.registry import Registry
 from llmos.registry.importing.manifest import Origin, build_manifest
+from llmos.registry.manifest import Capabilities, ParentLink, Source
 from llmos.store import AliasRow
 
 
@@ -117,10 +118,10 @@ def test_cp_shares_blobs_and_records_the_parent(registry: Registry, tiny: Path) 
     copy = registry.copy("tiny", "my-assistant")
     assert copy.ref == "my-assistant:1" and copy.digest == source.digest and copy.aliases == ("latest",)
     assert registry.blobs.all_blobs() == blobs_before
-    for filename in source.manifest["files"]:
+    for filename in source.manifest.files:
         assert (copy.path / filename).stat().st_ino == (source.path / filename).stat().st_ino
-    assert copy.parents == [{"ref": "tiny:1", "digest": source.digest, "relation": "copied_from"}]
-    assert copy.manifest["name"] == "my-assistant" and copy.manifest["version"] == 1
+    assert copy.parents == [ParentLink("tiny:1", source.digest, "copied_from")]
+    assert copy.manifest.name == "my-assistant" and copy.manifest.version == 1
     assert [(e.action, e.details["to"]) for e in registry.history("tiny").events if e.action == "copied"] == [
         ("copied", "my-assistant:1")
     ]
@@ -172,7 +173,7 @@ def test_history_outlives_the_versions(registry: Registry, tiny: Path) -> None:
 def test_manifest_has_parents_and_slots_for_later_work(registry: Registry, tiny: Path) -> None:
     first = _import(registry, tiny)
     m = first.manifest
-    assert m["parents"] == [] and m["datasets"] == [] and m["evaluations"] == [] and m["training_run"] is None
+    assert m.parents == [] and m.datasets == [] and m.evaluations == [] and m.training_run is None
     derived = registry.import_path(
         tiny,
         "derived",
@@ -180,8 +181,8 @@ def test_manifest_has_parents_and_slots_for_later_work(registry: Registry, tiny:
         extra={"source": {"type": "merge"}},
         check=False,
     )
-    assert derived.parents == [{"ref": "tiny:1", "digest": first.digest, "relation": "base"}]
-    assert derived.manifest["source"] == {"type": "merge"}
+    assert derived.parents == [ParentLink("tiny:1", first.digest, "base")]
+    assert derived.manifest.source == Source(type="merge")
     events = registry.history("derived").events
     assert events[0].action == "imported" and events[0].details["parents"] == ["tiny:1"]
     with pytest.raises(InvalidModelFile, match="relation"):
@@ -197,7 +198,7 @@ def test_merged_parents_make_a_merged_event(registry: Registry, tiny: Path) -> N
     )
     assert (
         registry.history("merged").events[0].action == "merged"
-        and merged.parents[0]["relation"] == "merged_from"
+        and merged.parents[0].relation == "merged_from"
     )
 
 
@@ -209,26 +210,24 @@ def test_a_gguf_conversion_is_recorded_as_a_converted_from_parent(tiny: Path) ->
     }  # fmt: skip
     origin = Origin("imported", {"converted_from": {"file": "m.gguf", "sha256": "cd" * 32, "format": "gguf"}})
     manifest = build_manifest("x", facts, stored, origin, None)
-    assert manifest["converted_from"]["file"] == "m.gguf"
-    assert manifest["parents"] == [
-        {"ref": "m.gguf", "digest": "sha256:" + "cd" * 32, "relation": "converted_from"}
-    ]
+    assert manifest.converted_from is not None and manifest.converted_from.file == "m.gguf"
+    assert manifest.parents == [ParentLink("m.gguf", "sha256:" + "cd" * 32, "converted_from")]
 
 
 def test_an_adapter_is_registered_on_its_exact_base(registry: Registry, tiny: Path, tmp_path: Path) -> None:
     base = _import(registry, tiny)
     adapter = registry.import_path(_build_adapter(tmp_path / "lora", "tiny"), "tiny-lora", check=False)
     m = adapter.manifest
-    assert m["kind"] == "adapter" and m["base"] == "tiny:1" and m["base_digest"] == base.digest
-    assert adapter.parents == [{"ref": "tiny:1", "digest": base.digest, "relation": "adapter_base"}]
-    assert m["adapter"]["r"] == 2 and m["architecture"] == "LlamaForCausalLM"
-    assert set(m["files"]) == {"adapter_config.json", "adapter_model.safetensors"}
+    assert m.kind == "adapter" and m.base == "tiny:1" and m.base_digest == base.digest
+    assert adapter.parents == [ParentLink("tiny:1", base.digest, "adapter_base")]
+    assert m.adapter is not None and m.adapter.r == 2 and m.architecture == "LlamaForCausalLM"
+    assert set(m.files) == {"adapter_config.json", "adapter_model.safetensors"}
     explicit = registry.register_adapter(
         _build_adapter(tmp_path / "lora2", None), "tiny-lora", "tiny:1", check=False
     )
     assert explicit.ref == "tiny-lora:2"
     by_repo_name = registry.import_path(_build_adapter(tmp_path / "lora3", "SomeOrg/Tiny"), "x", check=False)
-    assert by_repo_name.manifest["base"] == "tiny:1"  # the hub id's repo name is a registry name
+    assert by_repo_name.manifest.base == "tiny:1"  # the hub id's repo name is a registry name
 
 
 def test_an_adapter_without_a_registered_base_is_refused(
@@ -267,13 +266,13 @@ def test_the_capability_probe_runs_before_publishing_and_is_recorded(tmp_path: P
     registry = Registry(Settings(home=tmp_path / "home"), probe=probe)
     mv = registry.import_path(tiny, "tiny")
     assert calls == [(tiny.resolve(), "chat")]
-    assert mv.manifest["capabilities"] == {"ok": False, "error": "template does not render"}
-    assert registry.import_path(tiny, "tiny", check=False).manifest["capabilities"] is None
+    assert mv.manifest.capabilities == Capabilities(False, {"error": "template does not render"})
+    assert registry.import_path(tiny, "tiny", check=False).manifest.capabilities is None
     assert len(calls) == 1
 
 
 def test_a_registry_without_a_probe_records_no_capabilities(registry: Registry, tiny: Path) -> None:
-    assert registry.import_path(tiny, "tiny").manifest["capabilities"] is None
+    assert registry.import_path(tiny, "tiny").manifest.capabilities is None
 
 
 def test_pull_hands_hub_references_to_the_hub_module(

@@ -51,7 +51,7 @@ def test_verify_all_is_clean_on_a_fresh_store(registry: Registry, imported: Mode
     registry.copy("tiny", "other")
     report = registry.verify_all()
     assert report.is_ok and report.refs == ["other:1", "tiny:1"]
-    assert report.num_files == 2 * len(imported.manifest["files"]) and report.num_bytes > 0
+    assert report.num_files == 2 * len(imported.manifest.files) and report.num_bytes > 0
     assert registry.verify_all("other").refs == ["other:1"]
     with pytest.raises(ModelNotFound):
         registry.verify_all("missing")
@@ -74,7 +74,7 @@ def test_verify_all_names_each_flipped_or_missing_file(registry: Registry, tiny_
 def test_verify_all_notices_a_missing_blob_behind_an_intact_snapshot(
     registry: Registry, imported: ModelVersion
 ) -> None:
-    blob = imported.manifest["files"]["config.json"]["digest"].removeprefix("sha256:")
+    blob = imported.manifest.files["config.json"].blob
     registry.blobs.blob_path(blob).unlink()
     problems = registry.verify_all().problems
     assert [(p.filename, p.problem) for p in problems] == [("config.json", "blob_missing")]
@@ -120,15 +120,17 @@ def test_gc_keeps_unreferenced_blobs_while_an_import_is_in_flight(
     assert registry.gc().blobs == [orphan]
 
 
-def test_opening_the_registry_recovers_but_gc_can_be_asked_first(
-    registry: Registry, imported: ModelVersion
+def test_opening_the_registry_removes_nothing_the_next_write_recovers(
+    registry: Registry, imported: ModelVersion, tiny_source: Path
 ) -> None:
     orphan_bytes = b"left by a crash"
     orphan = hashlib.sha256(orphan_bytes).hexdigest()
     registry.blobs.blob_path(orphan).write_bytes(orphan_bytes)
     stray = registry.blobs.blobs_dir / "sha256-not-a-digest"
     stray.write_bytes(b"?")  # not a blob name: ignored, never a crash
-    unrecovered = Registry(registry.settings, recover=False)
-    assert unrecovered.gc(dry_run=True).blobs == [orphan]
-    Registry(registry.settings)
+    reader = Registry(registry.settings)
+    assert orphan in reader.blobs.all_blobs() and reader.gc(dry_run=True).blobs == [orphan]
+    Registry(registry.settings, recover=False).import_path(tiny_source, "other", check=False)
+    assert orphan in registry.blobs.all_blobs()  # a writer opened with recover=False leaves it
+    Registry(registry.settings).copy("tiny", "copy")
     assert orphan not in registry.blobs.all_blobs() and stray.exists()

@@ -1,11 +1,13 @@
 """The server app in-process (TestClient) on a tiny model: keys, body limit, readiness, metrics,
-the native /api model routes and their errors."""
+the native /api model routes and their errors, vLLM's tokenizer endpoints, the OpenAI response
+shapes and their OpenAPI description, and how a failed generation is reported."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,104 @@ def test_a_request_past_its_deadline_is_aborted_with_408(settings: Settings) -> 
             time.sleep(0.05)
         else:
             raise AssertionError("the timed-out request is still running")
+
+
+def test_tokenizer_info_answers_for_the_first_model_unless_one_is_named(client: TestClient) -> None:
+    info = client.get("/tokenizer_info")
+    assert info.status_code == 200
+    body = info.json()
+    hf = client.app.state.pool.find("tiny").runtime.tokenizer.hf
+    assert body["tokenizer_class"] == type(hf).__name__
+    assert (body["eos_token"], body["eos_token_id"]) == (hf.eos_token, hf.eos_token_id)
+    assert body["model_max_length"] == 512 and body["chat_template"]
+    assert set(body) >= {"bos_token", "bos_token_id", "pad_token", "pad_token_id"}
+    assert client.get("/tokenizer_info", params={"model": "tiny"}).json() == body
+    missing = client.get("/tokenizer_info", params={"model": "no-such-model"})
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "model_not_found"
+    assert missing.json()["error"]["type"] == "not_found_error"
+
+
+def test_tokenize_and_detokenize_without_a_model_use_the_first_model(client: TestClient) -> None:
+    lm_eval_probe = {"prompt": "hello world", "add_special_tokens": False}  # what lm-eval sends
+    tokens = client.post("/tokenize", json=lm_eval_probe).json()
+    assert tokens == client.post("/tokenize", json={**lm_eval_probe, "model": "tiny"}).json()
+    assert tokens["count"] == len(tokens["tokens"]) > 0
+    text = client.post("/detokenize", json={"tokens": tokens["tokens"]}).json()["prompt"]
+    assert (
+        text
+        == client.post("/detokenize", json={"tokens": tokens["tokens"], "model": "tiny"}).json()["prompt"]
+    )
+    assert "hello" in text
+
+
+def test_tokenizer_endpoints_without_any_model_loaded_are_a_404(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as c:
+        for response in (c.get("/tokenizer_info"), c.post("/tokenize", json={"prompt": "x"})):
+            assert response.status_code == 404
+            assert "No model is loaded" in response.json()["error"]["message"]
+        assert c.get("/tokenizer_info", params={"model": "tiny"}).status_code == 200  # loads it
+
+
+def test_responses_keep_openais_json_shape(client: TestClient) -> None:
+    chat = _chat(client).json()
+    assert list(chat) == ["id", "object", "created", "model", "choices", "usage"]
+    choice = chat["choices"][0]
+    assert list(choice) == ["index", "message", "logprobs", "finish_reason"] and choice["logprobs"] is None
+    assert list(choice["message"]) == ["role", "content"]  # no "tool_calls": null
+    body = {"model": "tiny", "prompt": "hello", "max_tokens": 2}
+    completion = client.post("/v1/completions", json=body).json()
+    assert list(completion["choices"][0]) == ["index", "text", "logprobs", "finish_reason"]
+    assert client.get("/v1/models").json() == {
+        "object": "list",
+        "data": [{"id": "tiny", "object": "model", "created": 0, "owned_by": "llmos"}],
+    }
+
+
+def test_openapi_describes_responses_and_errors(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    chat = spec["paths"]["/v1/chat/completions"]["post"]["responses"]
+    assert chat["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ChatCompletionResponse")
+    assert "text/event-stream" in chat["200"]["content"]
+    assert chat["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    schemas = spec["components"]["schemas"]
+    assert {"CompletionResponse", "EmbeddingResponse", "ModelList", "TokenizerInfo"} <= set(schemas)
+    info = spec["paths"]["/tokenizer_info"]["get"]
+    assert [p["name"] for p in info["parameters"]] == ["model"] and not info["parameters"][0]["required"]
+
+
+def _fail_generation(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the tiny model's engine fail every request, as a fault inside step() does."""
+    from llmos.engine.outputs import RequestOutput
+
+    engine = client.app.state.pool.find("tiny").runtime.engine
+
+    async def generate(prompt_ids: list[int], params: object) -> AsyncIterator[RequestOutput]:
+        yield RequestOutput("r", "", [], None, "error", None, len(prompt_ids), 0, error="device lost")
+
+    monkeypatch.setattr(engine, "generate", generate)
+
+
+def test_a_failed_generation_is_one_error_everywhere(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fail_generation(client, monkeypatch)
+    expected = {"message": "Generation failed: device lost", "type": "server_error", "param": None}
+    for path, body in [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}),
+        ("/v1/completions", {"prompt": "hi"}),
+        ("/v1/completions", {"prompt": "hi", "stream": True}),  # fails before its first chunk
+    ]:
+        response = client.post(path, json={"model": "tiny", **body})
+        assert response.status_code == 500, path
+        assert response.json() == {"error": {**expected, "code": "generation_failed"}}
+    # a chat stream has sent its role chunk already: the error arrives as an event, then [DONE]
+    stream = client.post("/v1/chat/completions", json={**_chat_body(), "stream": True})
+    events = [line.removeprefix("data: ") for line in stream.text.splitlines() if line]
+    assert json.loads(events[-2]) == {"error": {**expected, "code": "generation_failed"}}
+    assert events[-1] == "[DONE]"
+    assert client.app.state.pool.find("tiny").num_active == 0
+
+
+def _chat_body() -> dict[str, object]:
+    return {"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}

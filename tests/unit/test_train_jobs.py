@@ -151,7 +151,7 @@ def test_a_dataset_version_trains_into_a_registered_adapter(setup: tuple[Setting
         adapter = registry.resolve("tiny-qa")
     finally:
         registry.close()
-    manifest = adapter.manifest
+    manifest = adapter.manifest.to_dict()
     assert manifest["kind"] == "adapter" and manifest["base"] == "tiny:1"
     assert manifest["datasets"] == ["qa:2"] and manifest["training_run"]["metrics"]["steps"] == 6
     assert manifest["training_run"]["config"]["lr"] == 5e-2

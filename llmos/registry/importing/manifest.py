@@ -1,5 +1,5 @@
 """What a model version is: facts read from its files, without loading any tensor, and the
-manifest built from them plus its ``Origin`` (source, parents, kind) — what the registry stores.
+``Manifest`` built from them plus its ``Origin`` (source, parents, kind) — what the registry stores.
 
 Parses safetensors headers defensively (bounded header, offsets inside the file, sizes that match
 shapes) to count parameters and find the dtype, and reads config.json and the tokenizer config.
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmos.registry.manifest import Capabilities, Manifest, ParentLink, StoredFile
 from llmos.store.digests import version_digest
 from llmos.store.safetensors_header import TORCH_DTYPE_NAMES, read_safetensors_header
 
@@ -85,12 +86,6 @@ def readme_license(files: dict[str, Path]) -> str | None:
     return None
 
 
-def adapter_facts(config: dict[str, Any]) -> dict[str, Any]:
-    """The LoRA settings of a PEFT adapter (its ``adapter_config.json``), as stored in the manifest."""
-    keys = ("peft_type", "r", "lora_alpha", "target_modules", "base_model_name_or_path", "task_type")
-    return {key: config.get(key) for key in keys}
-
-
 def read_facts(files: dict[str, Path]) -> dict[str, Any]:
     """Everything the files say about the model (weights, config, tokenizer, model card license).
 
@@ -103,13 +98,14 @@ def read_facts(files: dict[str, Path]) -> dict[str, Any]:
 class Origin:
     """What the files cannot tell about a new version: how it was made and from what.
 
-    ``extra`` manifest fields (``source``, ``converted_from``, ``base``…) override the facts read
-    from the files; ``parents`` are ``{ref, digest, relation}`` links (``ModelVersion.as_parent``).
+    ``extra`` manifest fields (``source``, ``converted_from``, ``base``…, spelled as
+    ``Manifest.to_dict`` writes them) override the facts read from the files; ``parents`` are the
+    links to the versions it was made from (``ModelVersion.as_parent``).
     """
 
     action: str = "imported"  # the history event: imported, pulled, copied, merged
     extra: dict[str, Any] = field(default_factory=dict)
-    parents: list[dict[str, Any]] = field(default_factory=list)
+    parents: list[ParentLink] = field(default_factory=list)
     kind: str | None = None
     license: str | None = None
 
@@ -119,35 +115,30 @@ def build_manifest(
     facts: dict[str, Any],
     stored: dict[str, tuple[str, int]],
     origin: Origin,
-    capabilities: dict[str, Any] | None,
-) -> dict[str, Any]:
+    capabilities: Capabilities | None,
+) -> Manifest:
     """The manifest of a version with ``facts`` (``read_facts``) and files ``rel -> (blob hex, size)``.
 
-    ``version`` and ``imported_at`` are added when the version is numbered.
+    ``version`` and ``imported_at`` are set when the version is numbered.
     """
-    parents = [dict(p) for p in origin.parents]
+    parents = list(origin.parents)
     converted = origin.extra.get("converted_from")
-    if converted and not any(p["relation"] == "converted_from" for p in parents):
-        digest = f"sha256:{converted['sha256']}"
-        parents.append({"ref": converted["file"], "digest": digest, "relation": "converted_from"})
-    return {
-        "name": name,
-        "format": "safetensors",
-        "architecture": facts["architecture"],
-        "model_type": facts["model_type"],
-        "parameters": facts["parameters"],
-        "dtype": facts["dtype"],
-        "context_length": facts["context_length"],
-        "has_chat_template": facts["has_chat_template"],
-        "kind": origin.kind or infer_kind(facts),
-        "license": origin.license or facts["license"],
-        "datasets": [],  # filled by later work: what it was trained on, how it scored, which run
-        "evaluations": [],
-        "training_run": None,
-        **origin.extra,
-        "parents": parents,
-        "capabilities": capabilities,
-        "files": {rel: {"digest": f"sha256:{h}", "size": size} for rel, (h, size) in stored.items()},
-        "size": sum(size for _, size in stored.values()),
-        "digest": version_digest((rel, h) for rel, (h, _) in stored.items()),
-    }
+    if converted and not any(p.relation == "converted_from" for p in parents):
+        parents.append(ParentLink(converted["file"], f"sha256:{converted['sha256']}", "converted_from"))
+    manifest = Manifest(
+        name=name,
+        architecture=facts["architecture"],
+        model_type=facts["model_type"],
+        parameters=facts["parameters"],
+        dtype=facts["dtype"],
+        context_length=facts["context_length"],
+        has_chat_template=facts["has_chat_template"],
+        kind=origin.kind or infer_kind(facts),
+        license=origin.license or facts["license"],
+        parents=parents,
+        capabilities=capabilities,
+        files={rel: StoredFile(f"sha256:{h}", size) for rel, (h, size) in stored.items()},
+        size=sum(size for _, size in stored.values()),
+        digest=version_digest((rel, h) for rel, (h, _) in stored.items()),
+    )
+    return manifest.with_fields(origin.extra) if origin.extra else manifest

@@ -7,6 +7,7 @@ and ``latest`` move in one transaction under the store lock; ``unpublish`` is th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from llmos.errors import CorruptArtifact
 from llmos.registry.importing import manifest as facts
 from llmos.registry.importing.folders import scan_folder
+from llmos.registry.manifest import Capabilities, Manifest
 from llmos.registry.model_version import ModelVersion
 from llmos.registry.versions import aliases, events
 from llmos.store import ModelFileRow, ModelRow, ModelVersionRow
@@ -55,13 +57,13 @@ def register(
     return publish(registry, name, stored, manifest, work, origin.action)
 
 
-def check_capabilities(registry: Registry, folder: Path, kind: str) -> dict[str, Any] | None:
+def check_capabilities(registry: Registry, folder: Path, kind: str) -> Capabilities | None:
     """The registry's probe's report on a folder about to be registered (None without a probe)."""
     if registry.probe is None:
         return None
-    report = registry.probe(folder, kind)
-    if not report.get("ok", False):
-        log.warning("capability check failed for %s: %s", folder, report.get("error"))
+    report = Capabilities.from_dict(registry.probe(folder, kind))
+    if not report.ok:
+        log.warning("capability check failed for %s: %s", folder, report.error)
     return report
 
 
@@ -77,7 +79,7 @@ def publish(
     registry: Registry,
     name: str,
     stored: dict[str, tuple[str, int]],
-    manifest: dict[str, Any],
+    manifest: Manifest,
     work: Path,
     action: str,
     copied_from: ModelVersion | None = None,
@@ -96,7 +98,7 @@ def publish(
             session.flush()
             last, version = _next_version(session, model)
             now = utcnow()
-            manifest.update(version=version, imported_at=now.isoformat())
+            manifest = dataclasses.replace(manifest, version=version, imported_at=now.isoformat())
             snap = blobs.publish(
                 blobs.materialize({r: h for r, (h, _) in stored.items()}, work), name, version
             )
@@ -104,15 +106,16 @@ def publish(
             row = ModelVersionRow(
                 model=model,
                 version=version,
-                digest=manifest["digest"],
+                digest=manifest.digest,
                 path=str(snap.relative_to(blobs.root)),
-                manifest=manifest,
+                manifest=manifest.to_dict(),
                 created_at=now,
             )
             row.files = [ModelFileRow(filename=r, blob=h, size=s) for r, (h, s) in stored.items()]
             session.add(row)
-            parents = [p["ref"] for p in manifest.get("parents", [])]
-            details = {"digest": manifest["digest"], "parents": parents, "source": manifest.get("source")}
+            source = manifest.source.to_dict() if manifest.source else None
+            parents = [p.ref for p in manifest.parents]
+            details = {"digest": manifest.digest, "parents": parents, "source": source}
             events.record(session, action, name, actor, version=version, details=details)
             if copied_from is not None:  # the source's history shows where its copies went
                 to = {"to": f"{name}:{version}"}

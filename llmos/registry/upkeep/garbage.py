@@ -1,6 +1,6 @@
 """Garbage collection of the file store: blobs no version references, snapshot folders no row
 lists, and work folders of processes that died. ``Registry.gc`` (``llmos gc``) and the recovery run
-on every open use it, under the store lock, with the references read from the database.
+before every write use it, under the store lock, with the references read from the database.
 """
 
 from __future__ import annotations

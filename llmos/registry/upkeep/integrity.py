@@ -69,8 +69,8 @@ class FileHasher:
 def check_version(mv: ModelVersion, hasher: FileHasher, blobs: BlobStore | None = None) -> list[FileProblem]:
     """The problems of ``mv``'s snapshot files (and, given ``blobs``, of the blobs behind them)."""
     problems: list[FileProblem] = []
-    for filename, info in sorted(mv.manifest["files"].items()):
-        expected, path = info["digest"].removeprefix("sha256:"), mv.path / filename
+    for filename, info in sorted(mv.manifest.files.items()):
+        expected, path = info.blob, mv.path / filename
         if not path.is_file():
             message = f"{mv.ref}: {filename} is missing from {mv.path}; pull or import again"
             problems.append(FileProblem(mv.ref, filename, "missing", message))
