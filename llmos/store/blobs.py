@@ -42,7 +42,8 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (owned by anyone): a temp folder's or a job's writer."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -176,7 +177,7 @@ class BlobStore:
         stale, has_live = [], False
         for entry in sorted(self.tmp_dir.iterdir()):
             pid = entry.name.split("-", 1)[0]
-            if pid.isdigit() and (int(pid) == os.getpid() or _pid_alive(int(pid))):
+            if pid.isdigit() and (int(pid) == os.getpid() or pid_alive(int(pid))):
                 has_live = True
             else:
                 stale.append(entry)

@@ -23,8 +23,9 @@ from sqlalchemy import select
 from llmos.config import Settings
 from llmos.errors import AlreadyExists, InvalidRequest, JobNotFound
 from llmos.store import Store
+from llmos.store.audit import utcnow
+from llmos.store.blobs import pid_alive
 from llmos.store.jobs import TrainJobRow, TrainMetricRow
-from llmos.store.tables import utcnow
 from llmos.train.config import TrainConfig
 
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -52,14 +53,8 @@ class Job:
 
 
 def _alive(pid: int | None) -> bool:
-    if not pid:
+    if not pid or not pid_alive(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     try:  # a zombie child of this process is dead too
         return os.waitpid(pid, os.WNOHANG) == (0, 0)
     except ChildProcessError:

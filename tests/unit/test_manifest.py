@@ -11,10 +11,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
 import typer
-from safetensors.numpy import save_file
+from tiny_adapters import build_ones_adapter
 from typer.testing import CliRunner
 
 from llmos.cli.models import register
@@ -46,19 +45,6 @@ def registry(home: Path) -> Iterator[Registry]:
     registry = Registry(Settings(home=home), probe=_probe)
     yield registry
     registry.close()
-
-
-def _adapter_folder(path: Path) -> Path:
-    """A PEFT-layout LoRA adapter for the tiny chat model (hidden size 64)."""
-    path.mkdir(parents=True)
-    config = {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "task_type": None}
-    (path / "adapter_config.json").write_text(json.dumps(config))
-    tensors = {
-        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.ones((2, 64), np.float32),
-        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": np.ones((64, 2), np.float32),
-    }
-    save_file(tensors, str(path / "adapter_model.safetensors"))
-    return path
 
 
 def _dict_release_manifest(
@@ -119,7 +105,7 @@ def test_an_adapter_and_a_copy_serialize_as_the_dict_release_stored_them(
     registry: Registry, tiny_chat_folder: Path, tmp_path: Path
 ) -> None:
     base = registry.import_path(tiny_chat_folder, "tiny")
-    folder = _adapter_folder(tmp_path / "lora")
+    folder = build_ones_adapter(tmp_path / "lora", task_type=None)
     adapter = registry.import_path(folder, "tiny-lora", base="tiny")
     b = base.manifest.to_dict()
     extra = {
@@ -177,7 +163,7 @@ def test_the_http_api_describes_a_version_from_its_manifest(
     from llmos.server.native import _describe
 
     registry.import_path(tiny_chat_folder, "tiny")
-    mv = registry.import_path(_adapter_folder(tmp_path / "lora"), "tiny-lora", base="tiny")
+    mv = registry.import_path(build_ones_adapter(tmp_path / "lora", task_type=None), "tiny-lora", base="tiny")
     m = _stored_row(registry, mv)
     old_describe = {
         "name": mv.name, "version": 1, "ref": mv.ref, "kind": m.get("kind", "generate"),
@@ -189,7 +175,9 @@ def test_the_http_api_describes_a_version_from_its_manifest(
 
 def test_a_manifest_round_trips(registry: Registry, tiny_chat_folder: Path, tmp_path: Path) -> None:
     base = registry.import_path(tiny_chat_folder, "tiny")
-    adapter = registry.import_path(_adapter_folder(tmp_path / "lora"), "tiny-lora", base="tiny")
+    adapter = registry.import_path(
+        build_ones_adapter(tmp_path / "lora", task_type=None), "tiny-lora", base="tiny"
+    )
     gguf_file = {
         "file": "m.gguf",
         "sha256": "ab" * 32,

@@ -3,14 +3,12 @@ adapters, the capability-check and hub hooks, and the ``llmos.registry`` SDK ver
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from safetensors.numpy import save_file
+from tiny_adapters import build_ones_adapter
 from tiny_models import build_tiny_chat_folder
 
 import llmos.registry
@@ -40,21 +38,6 @@ def registry(tmp_path: Path) -> Registry:
 
 def _import(registry: Registry, folder: Path, name: str = "tiny") -> llmos.registry.ModelVersion:
     return registry.import_path(folder, name, check=False)
-
-
-def _build_adapter(path: Path, base_model: str | None) -> Path:
-    """A PEFT-layout LoRA adapter folder (config + safetensors), enough for the registry."""
-    path.mkdir(parents=True)
-    config = {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"]}
-    if base_model is not None:
-        config["base_model_name_or_path"] = base_model
-    (path / "adapter_config.json").write_text(json.dumps(config))
-    tensors = {
-        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.ones((2, 64), np.float32),
-        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": np.ones((64, 2), np.float32),
-    }
-    save_file(tensors, str(path / "adapter_model.safetensors"))
-    return path
 
 
 def _moves(registry: Registry, name: str, alias: str) -> list[tuple[Any, Any]]:
@@ -216,17 +199,19 @@ def test_a_gguf_conversion_is_recorded_as_a_converted_from_parent(tiny: Path) ->
 
 def test_an_adapter_is_registered_on_its_exact_base(registry: Registry, tiny: Path, tmp_path: Path) -> None:
     base = _import(registry, tiny)
-    adapter = registry.import_path(_build_adapter(tmp_path / "lora", "tiny"), "tiny-lora", check=False)
+    adapter = registry.import_path(build_ones_adapter(tmp_path / "lora", "tiny"), "tiny-lora", check=False)
     m = adapter.manifest
     assert m.kind == "adapter" and m.base == "tiny:1" and m.base_digest == base.digest
     assert adapter.parents == [ParentLink("tiny:1", base.digest, "adapter_base")]
     assert m.adapter is not None and m.adapter.r == 2 and m.architecture == "LlamaForCausalLM"
     assert set(m.files) == {"adapter_config.json", "adapter_model.safetensors"}
     explicit = registry.register_adapter(
-        _build_adapter(tmp_path / "lora2", None), "tiny-lora", "tiny:1", check=False
+        build_ones_adapter(tmp_path / "lora2", None), "tiny-lora", "tiny:1", check=False
     )
     assert explicit.ref == "tiny-lora:2"
-    by_repo_name = registry.import_path(_build_adapter(tmp_path / "lora3", "SomeOrg/Tiny"), "x", check=False)
+    by_repo_name = registry.import_path(
+        build_ones_adapter(tmp_path / "lora3", "SomeOrg/Tiny"), "x", check=False
+    )
     assert by_repo_name.manifest.base == "tiny:1"  # the hub id's repo name is a registry name
 
 
@@ -234,21 +219,21 @@ def test_an_adapter_without_a_registered_base_is_refused(
     registry: Registry, tmp_path: Path, tiny: Path
 ) -> None:
     with pytest.raises(ModelNotFound, match=r"'org/unknown-base' is not in the registry.*llmos import"):
-        registry.import_path(_build_adapter(tmp_path / "a", "org/unknown-base"), "a", check=False)
+        registry.import_path(build_ones_adapter(tmp_path / "a", "org/unknown-base"), "a", check=False)
     with pytest.raises(ModelNotFound, match="without a base model"):
-        registry.import_path(_build_adapter(tmp_path / "b", None), "b", check=False)
+        registry.import_path(build_ones_adapter(tmp_path / "b", None), "b", check=False)
     with pytest.raises(InvalidModelFile, match="adapters only"):
         registry.import_path(tiny, "c", base="tiny", check=False)
     _import(registry, tiny)
-    registry.import_path(_build_adapter(tmp_path / "d", "tiny"), "d", check=False)
+    registry.import_path(build_ones_adapter(tmp_path / "d", "tiny"), "d", check=False)
     with pytest.raises(InvalidModelFile, match="adapter itself"):
-        registry.import_path(_build_adapter(tmp_path / "e", None), "e", base="d", check=False)
+        registry.import_path(build_ones_adapter(tmp_path / "e", None), "e", base="d", check=False)
     assert {mv.name for mv in registry.list()} == {"tiny", "d"}
 
 
 def test_a_pickled_adapter_is_refused(registry: Registry, tiny: Path, tmp_path: Path) -> None:
     _import(registry, tiny)
-    adapter = _build_adapter(tmp_path / "lora", "tiny")
+    adapter = build_ones_adapter(tmp_path / "lora", "tiny")
     (adapter / "adapter_model.safetensors").unlink()
     (adapter / "adapter_model.bin").write_bytes(b"pickle")
     with pytest.raises(InvalidModelFile, match="pickle"):

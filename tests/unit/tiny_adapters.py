@@ -7,10 +7,13 @@ random (PEFT initialises them to zero, which would make the adapter a no-op).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from safetensors.numpy import save_file
 from tiny_models import build_byte_bpe_tokenizer, build_tiny_llama
 
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -41,4 +44,20 @@ def build_tiny_lora(base_dir: Path, path: Path, *, seed: int = 0, **config: Any)
             if "lora_" in name:
                 param.copy_(0.2 * torch.randn_like(param))
     model.save_pretrained(path)
+    return path
+
+
+def build_ones_adapter(path: Path, base_model: str | None = None, **config: Any) -> Path:
+    """A PEFT-layout LoRA adapter folder on q_proj of layer 0 (rank 2, all-ones matrices) for the
+    tiny chat model (hidden size 64): enough for the registry, which reads but never runs it."""
+    path.mkdir(parents=True)
+    config = {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], **config}
+    if base_model is not None:
+        config["base_model_name_or_path"] = base_model
+    (path / "adapter_config.json").write_text(json.dumps(config))
+    tensors = {
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.ones((2, 64), np.float32),
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": np.ones((64, 2), np.float32),
+    }
+    save_file(tensors, str(path / "adapter_model.safetensors"))
     return path
