@@ -1,12 +1,11 @@
 """Fixtures the unit tests share: tiny random-weight models built once per session (safetensors +
 config.json, so the real loaders run) and homes with one registered. The folders are read-only to
-tests: a test that changes model files copies the folder first (``copy_model``).
+tests: a test that changes model files takes its own copy (``tiny``).
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,13 +29,9 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
 
 
 @pytest.fixture
-def copy_model(tmp_path: Path) -> Callable[[Path], Path]:
-    """``copy_model(folder)``: a private copy of a shared model folder, for tests that change files."""
-
-    def copy(folder: Path) -> Path:
-        return Path(shutil.copytree(folder, tmp_path / f"copy-of-{folder.parent.name}-{folder.name}"))
-
-    return copy
+def tiny(tiny_chat_folder: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny chat model folder, which the test may modify."""
+    return Path(shutil.copytree(tiny_chat_folder, tmp_path / "src"))
 
 
 def register_tiny(home: Path, folder: Path, name: str = "tiny") -> Path:

@@ -4,22 +4,15 @@ gc — output, JSON, errors and exit codes."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import typer
-from tiny_models import build_tiny_chat_folder
 from typer.testing import CliRunner
 
 from llmos.cli import lineage, models, upkeep
 from llmos.config import Settings
 from llmos.registry import Registry
-
-
-@pytest.fixture(scope="module")
-def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_chat_folder(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture
@@ -46,10 +39,10 @@ def cli(app: typer.Typer, home: Path):  # noqa: ANN201 - returns the invoke func
 
 
 @pytest.fixture
-def imported(cli, tiny_source: Path) -> Path:  # noqa: ANN001
-    result = cli("import", str(tiny_source), "--name", "tiny", "--no-check")
+def imported(cli, tiny_chat_folder: Path) -> Path:  # noqa: ANN001
+    result = cli("import", str(tiny_chat_folder), "--name", "tiny", "--no-check")
     assert result.exit_code == 0, result.output
-    return tiny_source
+    return tiny_chat_folder
 
 
 def test_import_then_list_shows_a_table(cli, imported: Path) -> None:  # noqa: ANN001
@@ -107,9 +100,9 @@ def test_errors_are_one_red_line_and_exit_one(cli, tmp_path: Path) -> None:  # n
         assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-def test_pull_if_missing_is_a_no_op_when_present(cli, tiny_source: Path, home: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_pull_if_missing_is_a_no_op_when_present(cli, tiny: Path, home: Path) -> None:  # noqa: ANN001
     # register a folder under the catalog name, so --if-missing must not fetch anything
-    src = Path(shutil.copytree(tiny_source, tmp_path / "copy"))
+    src = tiny
     Registry(Settings(home=home)).import_path(src, "smollm2-135m-instruct")
     result = cli("pull", "smollm2", "--if-missing")
     assert result.exit_code == 0 and "already present" in result.output

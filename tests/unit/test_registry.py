@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from tiny_models import build_tiny_chat_folder
 
 from llmos.config import Settings
 from llmos.errors import CorruptArtifact, InvalidModelFile, InvalidModelName, ModelNotFound
@@ -20,17 +18,6 @@ from llmos.store.digests import sha256_file
 from llmos.store.faults import CRASH_POINT_ENV, CRASH_POINTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_chat_folder(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture
-def tiny(tiny_source: Path, tmp_path: Path) -> Path:
-    """A private copy of the tiny model folder the test may modify."""
-    return Path(shutil.copytree(tiny_source, tmp_path / "src"))
 
 
 @pytest.fixture

@@ -3,13 +3,11 @@ adapters, the capability-check and hub hooks, and the ``llmos.registry`` SDK ver
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tiny_adapters import build_ones_adapter
-from tiny_models import build_tiny_chat_folder
 
 import llmos.registry
 from llmos.config import Settings
@@ -18,17 +16,6 @@ from llmos.registry import Registry
 from llmos.registry.importing.manifest import Origin, build_manifest
 from llmos.registry.manifest import Capabilities, ParentLink, Source
 from llmos.store import AliasRow
-
-
-@pytest.fixture(scope="module")
-def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_chat_folder(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture
-def tiny(tiny_source: Path, tmp_path: Path) -> Path:
-    """A private copy of the tiny model folder the test may modify."""
-    return Path(shutil.copytree(tiny_source, tmp_path / "src"))
 
 
 @pytest.fixture

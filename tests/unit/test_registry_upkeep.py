@@ -11,16 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_models import build_tiny_chat_folder
 
 from llmos.config import Settings
 from llmos.errors import ModelNotFound
 from llmos.registry import ModelVersion, Registry
-
-
-@pytest.fixture(scope="module")
-def tiny_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_chat_folder(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture
@@ -29,8 +23,8 @@ def registry(tmp_path: Path) -> Registry:
 
 
 @pytest.fixture
-def imported(registry: Registry, tiny_source: Path) -> ModelVersion:
-    return registry.import_path(tiny_source, "tiny", check=False)
+def imported(registry: Registry, tiny_chat_folder: Path) -> ModelVersion:
+    return registry.import_path(tiny_chat_folder, "tiny", check=False)
 
 
 def _flip_byte(path: Path) -> None:
@@ -57,9 +51,9 @@ def test_verify_all_is_clean_on_a_fresh_store(registry: Registry, imported: Mode
         registry.verify_all("missing")
 
 
-def test_verify_all_names_each_flipped_or_missing_file(registry: Registry, tiny_source: Path) -> None:
-    mv = registry.import_path(tiny_source, "tiny", check=False)
-    copied = Path(shutil.copytree(tiny_source, registry.settings.home.parent / "other-src"))
+def test_verify_all_names_each_flipped_or_missing_file(registry: Registry, tiny_chat_folder: Path) -> None:
+    mv = registry.import_path(tiny_chat_folder, "tiny", check=False)
+    copied = Path(shutil.copytree(tiny_chat_folder, registry.settings.home.parent / "other-src"))
     (copied / "README.md").write_text("different bytes, different blob")
     other = registry.import_path(copied, "other", check=False)
     _flip_byte(other.path / "README.md")
@@ -121,7 +115,7 @@ def test_gc_keeps_unreferenced_blobs_while_an_import_is_in_flight(
 
 
 def test_opening_the_registry_removes_nothing_the_next_write_recovers(
-    registry: Registry, imported: ModelVersion, tiny_source: Path
+    registry: Registry, imported: ModelVersion, tiny_chat_folder: Path
 ) -> None:
     orphan_bytes = b"left by a crash"
     orphan = hashlib.sha256(orphan_bytes).hexdigest()
@@ -130,7 +124,7 @@ def test_opening_the_registry_removes_nothing_the_next_write_recovers(
     stray.write_bytes(b"?")  # not a blob name: ignored, never a crash
     reader = Registry(registry.settings)
     assert orphan in reader.blobs.all_blobs() and reader.gc(dry_run=True).blobs == [orphan]
-    Registry(registry.settings, recover=False).import_path(tiny_source, "other", check=False)
+    Registry(registry.settings, recover=False).import_path(tiny_chat_folder, "other", check=False)
     assert orphan in registry.blobs.all_blobs()  # a writer opened with recover=False leaves it
     Registry(registry.settings).copy("tiny", "copy")
     assert orphan not in registry.blobs.all_blobs() and stray.exists()

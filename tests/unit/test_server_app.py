@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from tiny_models import build_tiny_chat_folder
 
 from llmos.config import Settings
 from llmos.registry import Registry
@@ -21,16 +20,11 @@ from llmos.server.app import create_app
 KEY = "sk-test-123"
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_chat_folder(tmp_path_factory.mktemp("tiny") / "model")
-
-
 @pytest.fixture
-def settings(isolated_home: Path, tiny_folder: Path) -> Settings:
+def settings(isolated_home: Path, tiny_chat_folder: Path) -> Settings:
     settings = Settings(home=isolated_home, dtype="float32", max_request_bytes=4096)
     registry = Registry(settings)
-    registry.import_path(tiny_folder, "tiny")
+    registry.import_path(tiny_chat_folder, "tiny")
     registry.close()
     return settings
 
@@ -160,9 +154,9 @@ def test_an_embedding_request_to_a_generation_model_is_a_clear_400(client: TestC
 
 
 def test_the_server_never_loads_a_folder_path_named_by_a_client(
-    client: TestClient, tiny_folder: Path
+    client: TestClient, tiny_chat_folder: Path
 ) -> None:
-    for name in (str(tiny_folder), ".", "~root"):
+    for name in (str(tiny_chat_folder), ".", "~root"):
         response = _chat(client, model=name)
         assert response.status_code in (400, 404), name
         assert response.json()["error"]["code"] in ("invalid_model_name", "model_not_found")

@@ -9,24 +9,18 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from tiny_models import build_tiny_chat_folder
 
 from llmos.config import Settings
 from llmos.registry import Registry
 from llmos.server.app import create_app
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_chat_folder(tmp_path_factory.mktemp("tiny") / "model")
-
-
 @pytest.fixture
-def settings(isolated_home: Path, tiny_folder: Path) -> Settings:
+def settings(isolated_home: Path, tiny_chat_folder: Path) -> Settings:
     settings = Settings(home=isolated_home)
     registry = Registry(settings)
-    registry.import_path(tiny_folder, "tiny", check=False)
-    registry.import_path(tiny_folder, "tiny", check=False)
+    registry.import_path(tiny_chat_folder, "tiny", check=False)
+    registry.import_path(tiny_chat_folder, "tiny", check=False)
     registry.close()
     return settings
 
