@@ -34,6 +34,10 @@ from llmos.errors import InvalidRequest, LLMOSError
 logger = logging.getLogger(__name__)
 
 SYSTEMS = ("llmos", "hf-static", "hf-serial", "llmos-serial")
+# Opt-in one-at-a-time variants (``--systems``): the same engine in float32 whatever the run's dtype,
+# and with int8 weight-only projections (``EngineConfig.quantization``) on the run's dtype.
+EXTRA_SYSTEMS = ("llmos-fp32-serial", "llmos-int8-serial")
+ALL_SYSTEMS = SYSTEMS + EXTRA_SYSTEMS
 # (name, numerator system, denominator system, the rate compared, target) — from the issue.
 TARGETS = (
     ("llmos_vs_hf_static", "llmos", "hf-static", "tokens_per_s", 1.5),
@@ -70,10 +74,10 @@ class BenchmarkOptions:
         return cls(**{**(QUICK if quick else {}), **{k: v for k, v in given.items() if v is not None}})
 
     def __post_init__(self) -> None:
-        unknown = [s for s in self.systems if s not in SYSTEMS]
+        unknown = [s for s in self.systems if s not in ALL_SYSTEMS]
         if unknown:
             raise InvalidRequest(
-                f"Unknown systems {unknown}: choose from {', '.join(SYSTEMS)}.", param="systems"
+                f"Unknown systems {unknown}: choose from {', '.join(ALL_SYSTEMS)}.", param="systems"
             )
         for name in ("prompt_len", "output_len"):
             lo, hi = getattr(self, name)
@@ -213,10 +217,37 @@ async def _timed_request(engine: Any, prompt: list[int], max_tokens: int) -> Req
     return RequestTiming(num_tokens, (first or end) - start, end - start)
 
 
-def _load_llmos(model_dir: Path, dtype: str, device: str) -> tuple[Any, float]:
+@dataclass(slots=True)
+class _QuantizedRuntime:
+    """The part of ``ModelRuntime`` a phase uses, for an engine the runtime cannot build yet
+    (settings have no quantization field)."""
+
+    engine: Any
+    load_seconds: float
+
+    def close(self) -> None:
+        self.engine.shutdown()
+
+
+def _load_llmos(
+    model_dir: Path, dtype: str, device: str, quantization: str | None = None
+) -> tuple[Any, float]:
     from llmos.runtime.model_runtime import load_runtime
 
-    runtime = load_runtime(model_dir, Settings.from_env(dtype=dtype, device=device))
+    settings = Settings.from_env(dtype=dtype, device=device)
+    runtime: Any = load_runtime(model_dir, settings)
+    if quantization is not None:  # same engine settings, model reloaded quantized
+        from llmos.engine.async_engine import AsyncEngine
+        from llmos.engine.engine import Engine
+
+        start = time.perf_counter()
+        config = dataclasses.replace(runtime.engine.engine.config, quantization=quantization)
+        tokenizer = runtime.engine.tokenizer
+        runtime.close()
+        engine = AsyncEngine(
+            lambda: Engine.from_model_dir(model_dir, config), tokenizer, tokenizer.eos_token_ids
+        )
+        runtime = _QuantizedRuntime(engine, time.perf_counter() - start)
     asyncio.run(_timed_request(runtime.engine, [100 + i for i in range(16)], 4))  # warm-up
     return runtime, runtime.load_seconds
 
@@ -244,9 +275,16 @@ def run_llmos(model_dir: Path, workload: Workload, dtype: str, device: str = "au
     return result
 
 
-def run_llmos_serial(model_dir: Path, workload: Workload, dtype: str, device: str = "auto") -> PhaseResult:
+def run_llmos_serial(
+    model_dir: Path,
+    workload: Workload,
+    dtype: str,
+    device: str = "auto",
+    quantization: str | None = None,
+    system: str = "llmos-serial",
+) -> PhaseResult:
     """One request at a time through the same ``AsyncEngine``."""
-    runtime, load_s = _load_llmos(model_dir, dtype, device)
+    runtime, load_s = _load_llmos(model_dir, dtype, device, quantization)
     try:
         start = time.perf_counter()
         timings = [
@@ -256,7 +294,9 @@ def run_llmos_serial(model_dir: Path, workload: Workload, dtype: str, device: st
         wall = time.perf_counter() - start
     finally:
         runtime.close()
-    return PhaseResult.from_timings("llmos-serial", timings, wall, load_s)
+    result = PhaseResult.from_timings(system, timings, wall, load_s)
+    result.notes.append(f"dtype={dtype} quantization={quantization}")
+    return result
 
 
 # --- transformers ---------------------------------------------------------------------------
@@ -361,6 +401,10 @@ def run_phase(system: str, model_dir: Path, options: BenchmarkOptions) -> PhaseR
         return run_hf_serial(model_dir, subset, options.dtype, options.device)
     if system == "llmos-serial":
         return run_llmos_serial(model_dir, subset, options.dtype, options.device)
+    if system == "llmos-fp32-serial":
+        return run_llmos_serial(model_dir, subset, "float32", options.device, system=system)
+    if system == "llmos-int8-serial":
+        return run_llmos_serial(model_dir, subset, options.dtype, options.device, "int8", system)
     raise InvalidRequest(f"Unknown system {system!r}.", param="systems")
 
 
@@ -443,12 +487,38 @@ def run_benchmark(options: BenchmarkOptions, settings: Settings | None = None) -
             "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(),
             "torch_threads": resolved.threads or torch.get_num_threads(),
+            "cpu_model": _cpu_model(),
+            "cpu_flags": _cpu_flags(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
         },
         "results": results,
         "ratios": compare(results),
     }
+
+
+def _cpu_info() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _cpu_model() -> str:
+    for line in _cpu_info().splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> list[str]:
+    """The CPU flags that pick matmul kernels (AVX-512, bf16, VNNI, AMX)."""
+    for line in _cpu_info().splitlines():
+        if line.startswith("flags"):
+            flags = line.partition(":")[2].split()
+            return sorted(f for f in flags if f.startswith(("avx", "amx")) or f == "fma")
+    return []
 
 
 def parse_span(text: str) -> tuple[int, int]:
@@ -474,10 +544,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, B
     p.add_argument("--subset", type=int, help="requests in the one-at-a-time runs (default 8)")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch threads in every system (default: one per core)")
-    p.add_argument("--systems", help="comma-separated, from " + ",".join(SYSTEMS))
+    p.add_argument("--systems", help="comma-separated, from " + ",".join(ALL_SYSTEMS))
     p.add_argument("--quick", action="store_true", help="a small workload for smoke tests")
     p.add_argument("--json", action="store_true", help="one line of JSON instead of indented JSON")
-    p.add_argument("--phase", choices=SYSTEMS, help=argparse.SUPPRESS)  # internal: run one system here
+    p.add_argument("--phase", choices=ALL_SYSTEMS, help=argparse.SUPPRESS)  # internal: run one system here
     args = p.parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k not in ("quick", "json", "phase", "systems")}
     systems = tuple(s for s in args.systems.split(",") if s) if args.systems else None

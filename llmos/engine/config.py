@@ -46,6 +46,9 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return dtypes[name]
 
 
+QUANTIZATIONS = (None, "int8")
+
+
 @dataclass(slots=True)
 class EngineConfig:
     max_model_len: int = 2048
@@ -57,7 +60,14 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     dtype: torch.dtype = torch.float32
     device: torch.device = torch.device("cpu")
+    # None: weights in ``dtype``; "int8": weight-only int8 projections (opt-in, lossy; the model
+    # must be loaded with it: ``load_model(..., quantization=...)``).
+    quantization: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1 or self.max_model_len < 2:
             raise ValueError("max_num_batched_tokens, max_num_seqs and max_model_len must be positive")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization={self.quantization!r} is not one of {QUANTIZATIONS}")
+        if self.quantization == "int8" and self.device.type != "cpu":  # torch's int8 kernel is CPU-only
+            raise ValueError(f"quantization='int8' runs on the CPU only, not on {self.device}")

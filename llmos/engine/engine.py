@@ -64,7 +64,7 @@ class Engine:
         """Load a Hugging Face folder with the native model code."""
         from llmos.models.loader import load_model
 
-        model = load_model(Path(model_dir), config.dtype, config.device)
+        model = load_model(Path(model_dir), config.dtype, config.device, quantization=config.quantization)
         return cls(model, config, getattr(model, "vocab_size", None), structured_output)
 
     def check_request(self, prompt_token_ids: list[int], params: SamplingParams) -> int:

@@ -34,6 +34,11 @@ class ModelRunner:
     def __init__(self, model: nn.Module, config: EngineConfig):
         self.model: Any = model.eval()  # a native model or the fallback: the CausalLM interface
         self.config = config
+        if getattr(model, "quantization", None) != config.quantization:
+            raise ValueError(
+                f"the engine is configured for quantization={config.quantization!r} but the model was "
+                f"loaded with {getattr(model, 'quantization', None)!r}: pass the same to load_model"
+            )
         self.device = config.device
         self.block_size = config.block_size
         self.num_blocks = config.num_blocks or self._default_num_blocks()

@@ -1,8 +1,13 @@
-"""Linear layers: one that can run on oneDNN-packed weights, and one that fuses projections.
+"""Linear layers: one that can run on oneDNN-packed or int8 weights, and one that fuses projections.
 
 ``Linear.pack()`` swaps the weight for a copy laid out for oneDNN (CPU, bf16). For decode-sized
 inputs this is 1.5-3x faster than ``F.linear`` on a plain bf16 weight and gives identical
 results; the plain weight is dropped, so memory stays the same.
+
+``Linear.quantize_int8()`` (opt-in, ``EngineConfig.quantization = "int8"``) keeps the weight as
+int8 with one symmetric scale per output channel. Decode-sized inputs run torch's weight-only
+kernel ``aten._weight_int8pack_mm`` (bf16 activations: its fp32 path is ~10x slower); larger
+inputs dequantize the weight and use ``F.linear``, which wins there (docs/benchmarks.md).
 
 ``MergedLinear`` stacks several HF projections of the same input along the output dimension
 (q|k|v, gate|up); ``shard`` exposes each one's slice so a loader can copy an HF tensor in place.
@@ -11,6 +16,7 @@ results; the plain weight is dropped, so memory stays the same.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,16 +43,62 @@ def packed_linear(x: Tensor, packed: Tensor, bias: Tensor | None = None) -> Tens
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
+# Up to this many rows the int8 kernel beats dequantize + F.linear (AMD EPYC AVX-512, docs/benchmarks.md:
+# ~10x at 1 row, ~2.5x at 8, ~0.6x at 64); decode steps of a few sequences fall under it.
+INT8_KERNEL_MAX_ROWS = 16
+
+
+@dataclass(slots=True)
+class Int8Weight:
+    """A weight as int8 ``[out, in]`` times a per-output-channel ``scales`` ``[out]`` (bf16)."""
+
+    qweight: Tensor
+    scales: Tensor
+
+    @classmethod
+    def quantize(cls, weight: Tensor) -> Int8Weight:
+        """Symmetric round-to-nearest: ``scale = max|w_row| / 127``."""
+        w = weight.detach().float()
+        # round the scales to bf16 first (the kernel's dtype) so the int8 values fit the scales used
+        scales = (w.abs().amax(dim=1) / 127).clamp(min=1e-8).to(torch.bfloat16)
+        qweight = torch.round(w / scales.float()[:, None]).clamp(-127, 127).to(torch.int8)
+        return cls(qweight, scales)
+
+    def dequantize(self, dtype: torch.dtype) -> Tensor:
+        return self.qweight.to(dtype) * self.scales.to(dtype)[:, None]
+
+
+def int8_linear(x: Tensor, weight: Int8Weight, bias: Tensor | None = None) -> Tensor:
+    """``F.linear(x, weight.dequantize())`` in ``x``'s dtype, by the faster kernel for its rows."""
+    rows = x.reshape(-1, x.shape[-1])
+    if rows.shape[0] > INT8_KERNEL_MAX_ROWS:
+        return F.linear(x, weight.dequantize(x.dtype), bias)
+    out = torch.ops.aten._weight_int8pack_mm(
+        rows.to(torch.bfloat16).contiguous(), weight.qweight, weight.scales
+    )
+    out = out.to(x.dtype).view(*x.shape[:-1], -1)
+    return out if bias is None else out + bias
+
+
 class Linear(nn.Linear):
-    """``nn.Linear`` that can switch to a oneDNN-packed weight (after loading) with ``pack()``."""
+    """``nn.Linear`` that can switch (after loading) to a oneDNN-packed weight with ``pack()`` or
+    to an int8 one with ``quantize_int8()``."""
 
     packed: Tensor | None = None
+    int8: Int8Weight | None = None
 
     def pack(self) -> None:
         self.packed = pack_weight(self.weight)
         self.weight = nn.Parameter(torch.empty(0, dtype=self.weight.dtype), requires_grad=False)
 
+    def quantize_int8(self) -> None:
+        assert self.packed is None, "quantize the plain weight, not a packed one"
+        self.int8 = Int8Weight.quantize(self.weight)
+        self.weight = nn.Parameter(torch.empty(0, dtype=self.weight.dtype), requires_grad=False)
+
     def forward(self, x: Tensor) -> Tensor:
+        if self.int8 is not None:
+            return int8_linear(x, self.int8, self.bias)
         if self.packed is None:
             return F.linear(x, self.weight, self.bias)
         return packed_linear(x, self.packed, self.bias)
@@ -63,6 +115,14 @@ class MergedLinear(Linear):
         """The view of ``weight`` or ``bias`` that holds projection ``index``."""
         offset = sum(self.output_sizes[:index])
         return getattr(self, param_name).data.narrow(0, offset, self.output_sizes[index])
+
+
+def quantize_linears(model: nn.Module) -> int:
+    """Switch every ``Linear`` of a loaded model to int8 weights; returns how many."""
+    layers = [m for m in model.modules() if isinstance(m, Linear)]
+    for layer in layers:
+        layer.quantize_int8()
+    return len(layers)
 
 
 def pack_linears(model: nn.Module) -> int:

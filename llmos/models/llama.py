@@ -18,7 +18,16 @@ from transformers.activations import ACT2FN
 
 from llmos.errors import InvalidModelFile
 from llmos.layers.attention import AttentionMetadata, PagedAttention
-from llmos.layers.linear import Linear, MergedLinear, pack_linears, pack_weight, packed_linear
+from llmos.layers.linear import (
+    Int8Weight,
+    Linear,
+    MergedLinear,
+    int8_linear,
+    pack_linears,
+    pack_weight,
+    packed_linear,
+    quantize_linears,
+)
 from llmos.layers.norm import RMSNorm
 from llmos.layers.rotary import RotaryEmbedding, apply_rotary, rope_parameters
 
@@ -125,6 +134,8 @@ class LlamaForCausalLM(nn.Module):
         self.is_tied = bool(getattr(config, "tie_word_embeddings", False))
         self.lm_head = None if self.is_tied else Linear(config.hidden_size, config.vocab_size, bias=False)
         self.packed_embeddings: Tensor | None = None
+        self.int8_embeddings: Int8Weight | None = None
+        self.quantization: str | None = None  # "int8" after quantize_int8()
 
     def forward(self, input_ids: Tensor, positions: Tensor, meta: AttentionMetadata) -> Tensor:
         """input_ids, positions: [T] (flat batch) → final-normed hidden states [T, hidden_size]."""
@@ -134,6 +145,8 @@ class LlamaForCausalLM(nn.Module):
         """hidden: [S, hidden_size] → float32 logits [S, vocab_size] (softcapped where configured)."""
         if self.lm_head is not None:
             logits = self.lm_head(hidden).float()
+        elif self.int8_embeddings is not None:
+            logits = int8_linear(hidden, self.int8_embeddings).float()
         elif self.packed_embeddings is not None:
             logits = packed_linear(hidden, self.packed_embeddings).float()
         else:
@@ -149,6 +162,14 @@ class LlamaForCausalLM(nn.Module):
         pack_linears(self)
         if self.lm_head is None:
             self.packed_embeddings = pack_weight(self.model.embed_tokens.weight)
+
+    def quantize_int8(self) -> None:
+        """Switch every projection and the LM head to int8 weights (``layers.linear``); tied
+        embeddings keep their plain copy for the lookup and get an int8 one for the logits."""
+        quantize_linears(self)
+        if self.lm_head is None:
+            self.int8_embeddings = Int8Weight.quantize(self.model.embed_tokens.weight)
+        self.quantization = "int8"
 
     def load_weights(self, weights: Iterable[tuple[str, Tensor]]) -> None:
         """Copy HF-named tensors into place; raises InvalidModelFile on a missing or mismatched one."""

@@ -26,10 +26,15 @@ if TYPE_CHECKING:
 
 
 def load_model(
-    model_dir: Path, dtype: torch.dtype, device: torch.device, adapters: Sequence[LoraAdapter] = ()
+    model_dir: Path,
+    dtype: torch.dtype,
+    device: torch.device,
+    adapters: Sequence[LoraAdapter] = (),
+    quantization: str | None = None,
 ) -> nn.Module:
     """The native model for ``model_dir`` on ``device`` in ``dtype``, in eval mode, with
-    ``adapters`` (LoRA, checked against the base) merged into its weights.
+    ``adapters`` (LoRA, checked against the base) merged into its weights and its projections
+    quantized when ``quantization`` is ``"int8"`` (see ``EngineConfig.quantization``).
 
     Raises UnsupportedArchitecture when no native class fits (callers fall back to transformers)
     and InvalidModelFile when the config or weights are missing, unreadable or do not match.
@@ -49,7 +54,9 @@ def load_model(
 
         weights = merge_weights(weights, adapters)
     model.load_weights(weights)
-    if can_pack(dtype, device):
+    if quantization == "int8":
+        model.quantize_int8()
+    elif can_pack(dtype, device):
         model.pack_for_cpu()
     return model.eval()
 

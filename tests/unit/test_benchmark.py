@@ -15,7 +15,16 @@ from transformers import PreTrainedTokenizerFast
 from typer.testing import CliRunner
 
 from llmos.bench import throughput as benchmark
-from llmos.bench.throughput import SYSTEMS, TARGETS, BenchmarkOptions, PhaseResult, Workload, compare, main
+from llmos.bench.throughput import (
+    EXTRA_SYSTEMS,
+    SYSTEMS,
+    TARGETS,
+    BenchmarkOptions,
+    PhaseResult,
+    Workload,
+    compare,
+    main,
+)
 from llmos.cli import bench
 
 SPECIAL = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2 = the tiny config's pad, bos, eos
@@ -132,3 +141,17 @@ def test_cli_system_names_match_the_benchmark() -> None:
     from llmos.cli import bench
 
     assert bench.SYSTEMS == SYSTEMS
+
+
+@pytest.mark.slow
+def test_opt_in_serial_systems_run_fp32_and_int8(tiny_model: Path) -> None:
+    argv = ["--quick", "--model", str(tiny_model), "--dtype", "bfloat16", "--threads", "1", "--json"]
+    report = main([*argv, "--systems", ",".join(EXTRA_SYSTEMS)])
+    results = report["results"]
+    assert set(results) == set(EXTRA_SYSTEMS)
+    assert "dtype=float32 quantization=None" in results["llmos-fp32-serial"]["notes"]
+    assert "dtype=bfloat16 quantization=int8" in results["llmos-int8-serial"]["notes"]
+    for result in results.values():
+        assert result["num_generated_tokens"] == report["workload"]["subset_num_output_tokens"]
+        assert result["decode_tokens_per_s"] > 0
+    assert report["machine"]["cpu_model"]
