@@ -23,6 +23,7 @@ class Settings:
     default_model: str = "smollm2-135m-instruct"
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     dtype: str = "auto"  # "auto" | "float32" | "bfloat16" | "float16"
+    quantization: str | None = None  # None or "none" | "int8" (weight-only, CPU; opt-in, lossy)
     max_model_len: int = 0  # 0: the model's own context length
     max_num_seqs: int = 64
     max_num_batched_tokens: int = 1024

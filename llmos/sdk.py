@@ -160,8 +160,10 @@ def load_model(ref: str | Path, *, adapter: str | None = None, **settings: Any) 
 
     A LoRA adapter version is merged in at load time: ``load_model("smollm2+my-adapter")``, or
     ``load_model("smollm2", adapter="my-adapter")``, or the adapter alone (on the base it names).
-    Keyword arguments override ``Settings`` fields (``device``, ``dtype``, ``max_model_len``…).
-    Raises ``llmos.errors.ModelNotFound`` (with the command to pull it) and friends.
+    Keyword arguments override ``Settings`` fields (``device``, ``dtype``, ``max_model_len``,
+    ``quantization="int8"`` for weight-only int8 projections on the CPU…).
+    Raises ``llmos.errors.ModelNotFound`` (with the command to pull it), ``InvalidRequest`` for a
+    bad setting (``quantization`` other than ``none``/``int8``) and friends.
     """
     if adapter is not None:
         ref = f"{ref}+{adapter}"

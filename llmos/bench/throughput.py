@@ -1,4 +1,4 @@
-"""Throughput benchmark: llmos against transformers ``generate`` on one workload, in one run.
+"""Throughput benchmark: llmos against transformers ``generate`` and llama.cpp on one workload.
 
 The parent resolves the model and dtype once, then runs each system in its own subprocess
 (``python -m llmos.bench.throughput --phase SYSTEM --json``) so every peak RSS is that system's alone;
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from llmos.bench.llamacpp import SkippedPhase, locate_gguf, run_llamacpp
 from llmos.config import Settings
 from llmos.engine.config import resolve_device, resolve_dtype
 from llmos.engine.sampling_params import SamplingParams
@@ -33,16 +34,20 @@ from llmos.errors import InvalidRequest, LLMOSError
 
 logger = logging.getLogger(__name__)
 
-SYSTEMS = ("llmos", "hf-static", "hf-serial", "llmos-serial")
+# llama.cpp (llama-cpp-python on the original GGUF) is skipped, with the reason, where it cannot run.
+SYSTEMS = ("llmos", "hf-static", "hf-serial", "llmos-serial", "llama.cpp")
 # Opt-in one-at-a-time variants (``--systems``): the same engine in float32 whatever the run's dtype,
 # and with int8 weight-only projections (``EngineConfig.quantization``) on the run's dtype.
 EXTRA_SYSTEMS = ("llmos-fp32-serial", "llmos-int8-serial")
 ALL_SYSTEMS = SYSTEMS + EXTRA_SYSTEMS
 # (name, numerator system, denominator system, the rate compared, target) — from the issue.
-TARGETS = (
+TARGETS: tuple[tuple[str, str, str, str | tuple[str, str], float], ...] = (
     ("llmos_vs_hf_static", "llmos", "hf-static", "tokens_per_s", 1.5),
     ("llmos_vs_hf_serial", "llmos", "hf-serial", "tokens_per_s", 8.0),
     ("llmos_serial_vs_hf_serial", "llmos-serial", "hf-serial", "decode_tokens_per_s", 1.2),
+    ("llmos_serial_vs_llamacpp", "llmos-serial", "llama.cpp", "decode_tokens_per_s", 1.5),
+    # llmos's batched aggregate tok/s against llama.cpp's one-at-a-time decode tok/s
+    ("llmos_vs_llamacpp_serial", "llmos", "llama.cpp", ("tokens_per_s", "decode_tokens_per_s"), 6.5),
 )
 # ``--quick``: a small workload for smoke tests (seconds on a tiny model).
 QUICK: dict[str, Any] = {
@@ -67,6 +72,7 @@ class BenchmarkOptions:
     seed: int = 0
     threads: int = 0  # torch intra-op threads in every system; 0: torch's default (one per core)
     systems: tuple[str, ...] = SYSTEMS
+    gguf: str | None = None  # the llama.cpp system's model file; None: the pulled version's GGUF
 
     @classmethod
     def create(cls, quick: bool = False, **given: Any) -> BenchmarkOptions:
@@ -83,6 +89,8 @@ class BenchmarkOptions:
             lo, hi = getattr(self, name)
             if not 1 <= lo <= hi:
                 raise InvalidRequest(f"{name}={lo}:{hi} is invalid: need 1 <= MIN <= MAX.", param=name)
+        if self.gguf and not Path(self.gguf).is_file():
+            raise InvalidRequest(f"--gguf {self.gguf} is not a file: pass a GGUF model file.", param="gguf")
         if min(self.num_requests, self.batch_size, self.subset) < 1:
             raise InvalidRequest(
                 "num_requests, batch_size and subset must be at least 1.", param="num_requests"
@@ -129,6 +137,7 @@ class RequestTiming:
     num_output_tokens: int
     ttft: float  # first output token arrival − submission
     finish: float  # last output token arrival − submission
+    num_prompt_tokens: int = 0
 
     @property
     def tpot(self) -> float | None:
@@ -146,6 +155,7 @@ class PhaseResult:
     tokens_per_s: float
     computed_tokens_per_s: float
     decode_tokens_per_s: float  # per request: sum(n_out - 1) / sum(finish - first token)
+    prefill_tokens_per_s: float  # per request: sum(prompt tokens) / sum(TTFT); serial systems' is exact
     ttft_p50_s: float
     ttft_p95_s: float
     tpot_p50_s: float
@@ -168,6 +178,7 @@ class PhaseResult:
         tpots = [t.tpot for t in timings if t.tpot is not None]
         decode_time = sum(t.finish - t.ttft for t in timings)
         ttfts = [t.ttft for t in timings]
+        prompt_time = sum(ttfts)
         return cls(
             system=system,
             num_requests=len(timings),
@@ -178,6 +189,9 @@ class PhaseResult:
             computed_tokens_per_s=computed / wall_s,
             decode_tokens_per_s=sum(t.num_output_tokens - 1 for t in timings) / decode_time
             if decode_time
+            else 0.0,
+            prefill_tokens_per_s=sum(t.num_prompt_tokens for t in timings) / prompt_time
+            if prompt_time
             else 0.0,
             ttft_p50_s=float(np.percentile(ttfts, 50)),
             ttft_p95_s=float(np.percentile(ttfts, 95)),
@@ -214,19 +228,7 @@ async def _timed_request(engine: Any, prompt: list[int], max_tokens: int) -> Req
         if out.error:
             raise RuntimeError(f"llmos request failed: {out.error}")
     end = time.perf_counter()
-    return RequestTiming(num_tokens, (first or end) - start, end - start)
-
-
-@dataclass(slots=True)
-class _QuantizedRuntime:
-    """The part of ``ModelRuntime`` a phase uses, for an engine the runtime cannot build yet
-    (settings have no quantization field)."""
-
-    engine: Any
-    load_seconds: float
-
-    def close(self) -> None:
-        self.engine.shutdown()
+    return RequestTiming(num_tokens, (first or end) - start, end - start, len(prompt))
 
 
 def _load_llmos(
@@ -234,20 +236,8 @@ def _load_llmos(
 ) -> tuple[Any, float]:
     from llmos.runtime.model_runtime import load_runtime
 
-    settings = Settings.from_env(dtype=dtype, device=device)
-    runtime: Any = load_runtime(model_dir, settings)
-    if quantization is not None:  # same engine settings, model reloaded quantized
-        from llmos.engine.async_engine import AsyncEngine
-        from llmos.engine.engine import Engine
-
-        start = time.perf_counter()
-        config = dataclasses.replace(runtime.engine.engine.config, quantization=quantization)
-        tokenizer = runtime.engine.tokenizer
-        runtime.close()
-        engine = AsyncEngine(
-            lambda: Engine.from_model_dir(model_dir, config), tokenizer, tokenizer.eos_token_ids
-        )
-        runtime = _QuantizedRuntime(engine, time.perf_counter() - start)
+    settings = Settings.from_env(dtype=dtype, device=device, quantization=quantization or "none")
+    runtime = load_runtime(model_dir, settings)
     asyncio.run(_timed_request(runtime.engine, [100 + i for i in range(16)], 4))  # warm-up
     return runtime, runtime.load_seconds
 
@@ -364,10 +354,12 @@ def run_hf_static(
     computed = 0
     start = time.perf_counter()
     for i in range(0, len(workload.prompts), batch_size):
-        lens = workload.output_lens[i : i + batch_size]
-        times = _hf_generate(model, workload.prompts[i : i + batch_size], max(lens), pad_id)
+        lens, prompts = workload.output_lens[i : i + batch_size], workload.prompts[i : i + batch_size]
+        times = _hf_generate(model, prompts, max(lens), pad_id)
         computed += len(lens) * max(lens)
-        timings += [RequestTiming(n, times[0] - start, times[n - 1] - start) for n in lens]
+        timings += [
+            RequestTiming(n, times[0] - start, times[n - 1] - start, len(p)) for n, p in zip(lens, prompts)
+        ]
     wall = time.perf_counter() - start
     result = PhaseResult.from_timings("hf-static", timings, wall, load_s, computed)
     result.notes.append(f"batch_size={batch_size}, left padding; attn={model.config._attn_implementation}")
@@ -382,13 +374,14 @@ def run_hf_serial(model_dir: Path, workload: Workload, dtype: str, device: str =
     for prompt, n in zip(workload.prompts, workload.output_lens, strict=True):
         begin = time.perf_counter()
         times = _hf_generate(model, [prompt], n, pad_id)
-        timings.append(RequestTiming(n, times[0] - begin, times[-1] - begin))
+        timings.append(RequestTiming(n, times[0] - begin, times[-1] - begin, len(prompt)))
     wall = time.perf_counter() - start
     return PhaseResult.from_timings("hf-serial", timings, wall, load_s)
 
 
-def run_phase(system: str, model_dir: Path, options: BenchmarkOptions) -> PhaseResult:
-    """Run one system in this process on the workload ``options`` describes."""
+def run_phase(system: str, model_dir: Path, options: BenchmarkOptions) -> PhaseResult | SkippedPhase:
+    """Run one system in this process on the workload ``options`` describes (llama.cpp: skipped
+    when llama-cpp-python is not installed)."""
     if options.threads:
         torch.set_num_threads(options.threads)
     workload = Workload.build(options, normal_token_ids(model_dir))
@@ -405,6 +398,11 @@ def run_phase(system: str, model_dir: Path, options: BenchmarkOptions) -> PhaseR
         return run_llmos_serial(model_dir, subset, "float32", options.device, system=system)
     if system == "llmos-int8-serial":
         return run_llmos_serial(model_dir, subset, options.dtype, options.device, "int8", system)
+    if system == "llama.cpp":
+        if not options.gguf:
+            return SkippedPhase(system, "no GGUF given: pass --gguf PATH")
+        n_ctx = options.prompt_len[1] + options.output_len[1] + 16  # the longest request, with room
+        return run_llamacpp(Path(options.gguf), subset, options.threads or torch.get_num_threads(), n_ctx)
     raise InvalidRequest(f"Unknown system {system!r}.", param="systems")
 
 
@@ -426,6 +424,8 @@ def _phase_argv(system: str, model_dir: Path, options: BenchmarkOptions) -> list
         argv += [f"--{key.replace('_', '-')}", str(getattr(options, key))]
     for key in ("prompt_len", "output_len"):
         argv += [f"--{key.replace('_', '-')}", "{}:{}".format(*getattr(options, key))]
+    if options.gguf:
+        argv += ["--gguf", options.gguf]
     return argv
 
 
@@ -438,15 +438,18 @@ def _run_subprocess(system: str, model_dir: Path, options: BenchmarkOptions) -> 
 
 
 def compare(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The issue's ratios for the systems that ran, each marked met or missed against its target."""
-    ratios = {}
+    """The issue's ratios for the systems that ran (not skipped), each marked met or missed against
+    its target. A ratio's metric is one rate of both systems, or (numerator's, denominator's)."""
+    ran = {system: r for system, r in results.items() if "skipped" not in r}
+    ratios: dict[str, dict[str, Any]] = {}
     for name, num, den, metric, target in TARGETS:
-        if num in results and den in results and results[den][metric]:
-            value = results[num][metric] / results[den][metric]
+        num_metric, den_metric = (metric, metric) if isinstance(metric, str) else metric
+        if num in ran and den in ran and ran[den][den_metric]:
+            value = ran[num][num_metric] / ran[den][den_metric]
             ratios[name] = {
                 "value": round(value, 3),
                 "target": target,
-                "metric": metric,
+                "metric": metric if isinstance(metric, str) else "/".join(metric),
                 "met": value >= target,
             }
     return ratios
@@ -457,13 +460,26 @@ def run_benchmark(options: BenchmarkOptions, settings: Settings | None = None) -
     from llmos.runtime.model_runtime import resolve_model_dir
 
     settings = settings or Settings.from_env()
-    name, model_dir, _ = resolve_model_dir(options.model or settings.default_model, settings)
+    name, model_dir, manifest = resolve_model_dir(options.model or settings.default_model, settings)
     device = resolve_device(options.device if options.device != "auto" else settings.device)
     dtype = resolve_dtype(options.dtype if options.dtype != "auto" else settings.dtype, device)
     # Children get concrete names, so every system runs the same dtype on the same device.
     resolved = dataclasses.replace(options, dtype=str(dtype).removeprefix("torch."), device=str(device))
+    skipped: dict[str, dict[str, Any]] = {}
+    if "llama.cpp" in resolved.systems and not resolved.gguf:
+        gguf = locate_gguf(manifest, settings)
+        if isinstance(gguf, SkippedPhase):
+            skipped["llama.cpp"] = dataclasses.asdict(gguf)
+        else:
+            resolved = dataclasses.replace(resolved, gguf=str(gguf))
     workload = Workload.build(resolved, normal_token_ids(model_dir))
-    results = {system: _run_subprocess(system, model_dir, resolved) for system in resolved.systems}
+    results = {
+        system: skipped.get(system) or _run_subprocess(system, model_dir, resolved)
+        for system in resolved.systems
+    }
+    for system, result in results.items():
+        if "skipped" in result:
+            logger.warning("%s skipped: %s", system, result["skipped"])
     import transformers
 
     return {
@@ -545,6 +561,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, B
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch threads in every system (default: one per core)")
     p.add_argument("--systems", help="comma-separated, from " + ",".join(ALL_SYSTEMS))
+    p.add_argument("--gguf", help="the llama.cpp system's GGUF (default: the one the model was pulled as)")
     p.add_argument("--quick", action="store_true", help="a small workload for smoke tests")
     p.add_argument("--json", action="store_true", help="one line of JSON instead of indented JSON")
     p.add_argument("--phase", choices=ALL_SYSTEMS, help=argparse.SUPPRESS)  # internal: run one system here

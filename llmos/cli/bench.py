@@ -1,7 +1,8 @@
 """``llmos bench``: the throughput benchmark of ``llmos.bench.throughput`` as a CLI verb.
 
-Runs llmos and transformers ``generate`` on one seeded workload (each system in its own
-subprocess) and prints a table of the figures and the ratios against the issue's targets, or JSON.
+Runs llmos, transformers ``generate`` and llama.cpp (when installed) on one seeded workload (each
+system in its own subprocess) and prints a table of the figures and the ratios against the issue's
+targets, or JSON.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from llmos.cli.console import console, err_console, format_bytes, handles_errors, print_json
 from llmos.cli.context import settings_of
 
-SYSTEMS = ("llmos", "hf-static", "hf-serial", "llmos-serial")  # llmos.bench.throughput.SYSTEMS, without torch
+# llmos.bench.throughput.SYSTEMS, without importing torch
+SYSTEMS = ("llmos", "hf-static", "hf-serial", "llmos-serial", "llama.cpp")
 
 
 def _span(text: str | None, option: str) -> tuple[int, int] | None:
@@ -38,6 +41,9 @@ def render(report: dict[str, Any]) -> None:
         title=f"{report['model']} · {report['dtype']} · {report['device']}",
     )  # fmt: skip
     for system, r in report["results"].items():
+        if "skipped" in r:  # could not run here (llama.cpp without llama-cpp-python or a GGUF)
+            table.add_row(system, f"[dim]skipped: {escape(r['skipped'])}[/dim]")
+            continue
         tokens = str(r["num_generated_tokens"])
         if r["num_computed_tokens"] != r["num_generated_tokens"]:
             tokens += f" (computed {r['num_computed_tokens']})"
@@ -66,16 +72,17 @@ def bench(
     subset: int = typer.Option(None, help="Requests in the one-at-a-time runs (default 8)."),
     threads: int = typer.Option(None, help="torch threads in every system (default: one per core)."),
     systems: str = typer.Option(",".join(SYSTEMS), help="Comma-separated systems to run."),
+    gguf: str = typer.Option(None, "--gguf", help="llama.cpp's GGUF (default: the model's pulled one)."),
     quick: bool = typer.Option(False, "--quick", help="A small workload for smoke tests."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Measure llmos against transformers generate: tokens/s, TTFT, TPOT, peak memory."""
+    """Measure llmos against transformers generate and llama.cpp: tokens/s, TTFT, TPOT, peak memory."""
     from llmos.bench.throughput import BenchmarkOptions, run_benchmark
 
     spans = {"prompt_len": _span(prompt_len, "--prompt-len"), "output_len": _span(output_len, "--output-len")}
     options = BenchmarkOptions.create(
         quick, model=model, dtype=dtype, num_requests=num_requests, batch_size=batch_size, subset=subset,
-        threads=threads, systems=tuple(s for s in systems.split(",") if s), **spans,
+        threads=threads, systems=tuple(s for s in systems.split(",") if s), gguf=gguf, **spans,
     )  # fmt: skip
     if not as_json:
         err_console.print(f"[dim]running {', '.join(options.systems)}: this takes a while …[/dim]")

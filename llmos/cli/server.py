@@ -33,6 +33,8 @@ PS_COLUMNS = (
     Column("NAME", "name"),
     Column("KIND", "kind"),
     Column("MEMORY", lambda r: format_bytes(r["memory_bytes"]), justify="right"),
+    Column("DTYPE", lambda r: r.get("dtype")),
+    Column("QUANT", lambda r: r.get("quantization")),
     Column("RUN", lambda r: r.get("running"), justify="right"),
     Column("WAIT", lambda r: r.get("waiting"), justify="right"),
     Column("IDLE", lambda r: "busy" if r["active"] else f"{r['idle_seconds']:.0f} s", justify="right"),

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from llmos.config import Settings
 from llmos.engine.async_engine import AsyncEngine
 from llmos.engine.config import EngineConfig, resolve_device, resolve_dtype
 from llmos.engine.engine import Engine
 from llmos.engine.structured_output import StructuredOutputBackend
-from llmos.errors import InvalidModelFile, UnsupportedArchitecture
+from llmos.errors import InvalidModelFile, InvalidRequest, UnsupportedArchitecture
 from llmos.runtime.tokenizer import TextTokenizer
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ class ModelRuntime:
     max_model_len: int
     load_seconds: float
     adapters: list[str] = field(default_factory=list)  # refs of the LoRA adapters merged in
+    dtype: str = ""  # the engine's ("bfloat16", "float32"…)
+    quantization: str | None = None  # EngineConfig.quantization: None or "int8"
 
     @property
     def is_healthy(self) -> bool:
@@ -52,6 +56,28 @@ class ModelRuntime:
 
     def close(self) -> None:
         self.engine.shutdown()
+
+
+QUANTIZATIONS = ("none", "int8")  # what ``Settings.quantization`` accepts
+
+
+def resolve_quantization(name: str | None, device: torch.device) -> str | None:
+    """``Settings.quantization`` as ``EngineConfig.quantization``: None for unset or ``none``.
+    Raises InvalidRequest for another value, or for int8 on a device other than the CPU."""
+    value = (name or "none").strip().lower()
+    if value not in QUANTIZATIONS:
+        raise InvalidRequest(
+            f"quantization={name!r} is not one of {', '.join(QUANTIZATIONS)} "
+            "(LLMOS_QUANTIZATION, or load_model(..., quantization=...)).",
+            param="quantization",
+        )
+    if value == "int8" and device.type != "cpu":  # torch's int8 weight kernel is CPU-only
+        raise InvalidRequest(
+            f"quantization='int8' runs on the CPU only, not on {device}: set device='cpu' or "
+            "quantization='none'.",
+            param="quantization",
+        )
+    return None if value == "none" else value
 
 
 def _context_length(config: dict[str, Any]) -> int:
@@ -137,6 +163,7 @@ def load_runtime(
     hf_config = json.loads(config_file.read_text())
     context = _context_length(hf_config)
     device = resolve_device(settings.device)
+    quantization = resolve_quantization(settings.quantization, device)
     engine_config = EngineConfig(
         max_model_len=min(settings.max_model_len, context) if settings.max_model_len else context,
         max_num_seqs=settings.max_num_seqs,
@@ -144,6 +171,7 @@ def load_runtime(
         kv_cache_bytes=(settings.kv_cache_memory_mb << 20) if settings.kv_cache_memory_mb else 2 << 30,
         dtype=resolve_dtype(settings.dtype, device),
         device=device,
+        quantization=quantization,
     )
 
     tokenizer = TextTokenizer.from_dir(path)
@@ -154,8 +182,10 @@ def load_runtime(
         from llmos.models.loader import load_model
 
         try:
-            model = load_model(path, engine_config.dtype, engine_config.device, adapters)
+            model = load_model(path, engine_config.dtype, engine_config.device, adapters, quantization)
         except UnsupportedArchitecture as exc:
+            if quantization is not None:  # the transformers fallback has no int8 linears
+                raise UnsupportedArchitecture(f"{exc}; quantization={quantization!r} needs it") from exc
             from llmos.models.hf_fallback import load_fallback_model
 
             logger.warning("%s; using the transformers fallback (slower)", exc)
@@ -171,7 +201,8 @@ def load_runtime(
 
     engine = AsyncEngine(build_engine, tokenizer, tokenizer.eos_token_ids)
     seconds = time.perf_counter() - start
-    logger.info("loaded %s in %.1fs (%s, %s)", name, seconds, engine_config.dtype, engine_config.device)
+    dtype = str(engine_config.dtype).removeprefix("torch.")
+    logger.info("loaded %s in %.1fs (%s, %s, quantization=%s)", name, seconds, dtype, device, quantization)
     return ModelRuntime(
         name=name,
         path=path,
@@ -181,6 +212,8 @@ def load_runtime(
         max_model_len=engine_config.max_model_len,
         load_seconds=seconds,
         adapters=list(resolved.adapter_refs),
+        dtype=dtype,
+        quantization=quantization,
     )
 
 

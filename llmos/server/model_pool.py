@@ -296,6 +296,8 @@ class ModelPool:
                 row["running"] = stats.num_running if stats else 0
                 row["waiting"] = stats.num_waiting if stats else 0
                 row["max_model_len"] = e.runtime.max_model_len
+                row["dtype"] = e.runtime.dtype
+                row["quantization"] = e.runtime.quantization
             rows.append(row)
         return rows
 
