@@ -7,7 +7,6 @@ place, so a failed export leaves nothing half-written and a corrupt blob is neve
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,8 +18,7 @@ from typing import TYPE_CHECKING
 from llmos.errors import AlreadyExists, CorruptArtifact
 from llmos.registry.importing.folders import ADAPTER_CONFIG
 from llmos.registry.model_version import ModelVersion
-from llmos.store.blobs import fsync_dir
-from llmos.store.digests import CHUNK_SIZE
+from llmos.store.blobs import copy_hashed, fsync_dir
 
 if TYPE_CHECKING:
     from llmos.registry.registry import Registry
@@ -74,17 +72,10 @@ def _copy_version(mv: ModelVersion, out: Path) -> None:
 
 
 def _copy_hashed(src: Path, dest: Path) -> str:
-    digest = hashlib.sha256()
     try:
-        with open(src, "rb") as fin, open(dest, "wb") as fout:
-            while chunk := fin.read(CHUNK_SIZE):
-                digest.update(chunk)
-                fout.write(chunk)
-            fout.flush()
-            os.fsync(fout.fileno())
+        return copy_hashed(src, dest)
     except FileNotFoundError:
         raise CorruptArtifact(f"{src.name} is missing from the store ({src.parent})") from None
-    return digest.hexdigest()
 
 
 def _set_base(config_path: Path, base: str | None) -> None:

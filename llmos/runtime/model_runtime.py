@@ -18,6 +18,7 @@ import torch
 
 from llmos.config import Settings
 from llmos.engine.async_engine import AsyncEngine
+from llmos.engine.config import QUANTIZATIONS as ENGINE_QUANTIZATIONS
 from llmos.engine.config import EngineConfig, resolve_device, resolve_dtype
 from llmos.engine.engine import Engine
 from llmos.engine.structured_output import StructuredOutputBackend
@@ -58,7 +59,8 @@ class ModelRuntime:
         self.engine.shutdown()
 
 
-QUANTIZATIONS = ("none", "int8")  # what ``Settings.quantization`` accepts
+# what ``Settings.quantization`` accepts: "none" for the engine's None, then the engine's own modes
+QUANTIZATIONS = ("none", *(q for q in ENGINE_QUANTIZATIONS if q is not None))
 
 
 def resolve_quantization(name: str | None, device: torch.device) -> str | None:

@@ -42,6 +42,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def copy_hashed(src: Path, dest: Path) -> str:
+    """Copy ``src`` to ``dest`` (fsynced), hashing the bytes on the way; returns the sha256 hex."""
+    digest = hashlib.sha256()
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        while chunk := fin.read(CHUNK_SIZE):
+            digest.update(chunk)
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    return digest.hexdigest()
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists (owned by anyone): a temp folder's or a job's writer."""
     try:
@@ -116,14 +128,7 @@ class BlobStore:
 
     @staticmethod
     def _copy_hashed(src: Path, tmp: Path) -> tuple[str, Path]:
-        digest = hashlib.sha256()
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            while chunk := fin.read(CHUNK_SIZE):
-                digest.update(chunk)
-                fout.write(chunk)
-            fout.flush()
-            os.fsync(fout.fileno())
-        return digest.hexdigest(), tmp
+        return copy_hashed(src, tmp), tmp
 
     def materialize(self, files: dict[str, str], work: Path) -> Path:
         """Build a snapshot folder of links to the blobs (``filename -> hex``) inside ``work``."""
