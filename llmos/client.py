@@ -8,6 +8,7 @@ routes, so code moves between ``llmos.load_model(name)`` and ``llmos.connect(url
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from llmos.errors import AlreadyExists, InvalidRequest, LLMOSError, ModelNotFound
+from llmos.tasks.methods import TaskMethods
 
 if TYPE_CHECKING:
     from llmos.engine.outputs import Completion
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 Messages = list[dict[str, Any]] | str
 
 DEFAULTS: dict[str, Any] = {"max_tokens": 256, "temperature": 0.7}  # == llmos.sdk.DEFAULTS
+MODEL_DEFAULT_FIELDS = frozenset(("temperature", "top_p", "top_k", "min_p", "repetition_penalty"))
 MAX_PROMPTS = 64  # prompts per /v1/completions request: the server's limit (llmos.server.protocol)
 # ``SamplingParams``' fields, which are also the request fields of the same names (the engine is
 # not imported: it pulls in torch, which a client of a remote server does not need).
@@ -111,15 +114,20 @@ def _error_from_response(response: httpx.Response) -> LLMOSError:
     return error_from_envelope(error, response.status_code, response.headers.get("Retry-After"))
 
 
-def request_fields(sampling: dict[str, Any], chat: bool = False) -> dict[str, Any]:
-    """Request body fields for ``llmos.Model`` sampling keywords (defaults as in the in-process SDK).
+def request_fields(
+    sampling: dict[str, Any], chat: bool = False, model_defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Request body fields for ``llmos.Model`` sampling keywords, with the in-process SDK's order of
+    precedence: the caller's keywords (None counts as unset), then the model's recommended values,
+    then ``DEFAULTS``.
 
     Raises InvalidRequest for a keyword that is not a sampling option.
     """
     unknown = sorted(set(sampling) - SAMPLING_FIELDS)
     if unknown:
         raise InvalidRequest(f"Unknown sampling option {unknown[0]!r}.", param=unknown[0])
-    body = {**DEFAULTS, **sampling}
+    given = {k: v for k, v in sampling.items() if not (v is None and k in MODEL_DEFAULT_FIELDS)}
+    body = {**DEFAULTS, **(model_defaults or {}), **given}
     structured = body.pop("structured_output", None)
     if chat and body.get("logprobs") is not None:
         body["top_logprobs"] = body["logprobs"]
@@ -271,8 +279,8 @@ def _transport_errors(url: str, timeout: float | None) -> Iterator[None]:
         raise RemoteError(f"Connection to {url} failed: {exc}", status_code=502) from exc
 
 
-class RemoteModel:
-    """A model served by an llmos server, with the methods of ``llmos.Model``."""
+class RemoteModel(TaskMethods):
+    """A model served by an llmos server, with the methods of ``llmos.Model`` (task helpers too)."""
 
     def __init__(self, client: Client, name: str) -> None:
         self.client = client
@@ -350,15 +358,37 @@ class RemoteModel:
         answer = self.client.request("POST", "/v1/embeddings", {"model": self.name, "input": inputs})
         return [list(d["embedding"]) for d in sorted(answer["data"], key=lambda d: d["index"])]
 
-    def _post(self, path: str, body: dict[str, Any], sampling: dict[str, Any], chat: bool = False) -> Any:
-        return self.client.request(
-            "POST", path, {"model": self.name, **body, **request_fields(sampling, chat)}
+    def run_task(self, task: str, items: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
+        """``POST /v1/tasks/{task}`` on ``items``: the server's answer (results in order, usage)."""
+        given = {k: v for k, v in options.items() if v is not None}
+        return dict(
+            self.client.request("POST", f"/v1/tasks/{task}", {"model": self.name, "input": items, **given})
         )
+
+    def _task(self, task: str, item: dict[str, Any], **options: Any) -> dict[str, Any]:
+        return dict(self.run_task(task, [item], **options)["results"][0]["output"])
+
+    @functools.cached_property
+    def sampling_defaults(self) -> dict[str, Any]:
+        """The model's recommended sampling values from the server's manifest (an adapter uses its
+        base's); empty when it names none or the server does not know the model (the request
+        itself then says so)."""
+        try:
+            shown = self.client.show(self.name.partition("+")[0])
+        except LLMOSError:
+            return {}
+        manifest = shown.get("manifest") if isinstance(shown, dict) else None
+        return dict((manifest or {}).get("defaults") or {})
+
+    def _post(self, path: str, body: dict[str, Any], sampling: dict[str, Any], chat: bool = False) -> Any:
+        fields = request_fields(sampling, chat, self.sampling_defaults)
+        return self.client.request("POST", path, {"model": self.name, **body, **fields})
 
     def _stream(
         self, path: str, body: dict[str, Any], sampling: dict[str, Any], chat: bool = False
     ) -> Iterator[dict[str, Any]]:
-        full = {"model": self.name, **body, **request_fields(sampling, chat), "stream": True}
+        fields = request_fields(sampling, chat, self.sampling_defaults)
+        full = {"model": self.name, **body, **fields, "stream": True}
         yield from sse_events(self.client.lines("POST", path, full))
 
 

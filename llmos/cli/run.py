@@ -2,7 +2,9 @@
 
 Both use a running ``llmos serve`` when one answers on the configured address — the model stays
 loaded there, so a one-line answer takes a round trip instead of a model load — and load the model
-in-process otherwise (``--local`` forces that). The output is the same either way.
+in-process otherwise (``--local`` forces that). The output is the same either way: an option left
+out takes the model's recommended value (``llmos show`` lists them), else the command's own default,
+and is sent explicitly, so a server's own fallbacks never differ from the in-process ones.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ from llmos.cli.console import cli_errors, console, err_console, handles_errors
 from llmos.cli.context import settings_of
 from llmos.cli.remote import connect_to, probe, server_url
 
-SAMPLING_HELP = "Sampling temperature (0 = greedy)."
+SAMPLING_HELP = "Sampling temperature (0 = greedy); default: the model's recommended one."
+TOP_P_HELP = "Nucleus sampling probability mass; default: the model's recommended one."
+# what a model that recommends nothing gets: `run` answers greedily, `chat` varies its replies a little
+RUN_FALLBACK: dict[str, Any] = {"temperature": 0.0, "top_p": 1.0}
+CHAT_FALLBACK: dict[str, Any] = {"temperature": 0.7}
 MODEL_HELP = "Model name, name:version, or a folder."
 LOCAL_HELP = "Load the model in this process even when a server is running."
 VERBOSE_HELP = "Say on stderr whether the server or this process answers."
@@ -54,14 +60,30 @@ def open_model(ctx: typer.Context, ref: str, *, local: bool, verbose: bool) -> I
         yield model
 
 
-def has_chat_template(model: Any) -> bool:
-    """Whether ``model`` (in-process or remote) renders conversations with a chat template."""
+def _remote_manifest(model: Any) -> dict[str, Any] | None:
+    """The served model's manifest (for ``base+adapter``, the base's: it brings the chat template
+    and the sampling defaults), or None when ``model`` is loaded in-process."""
     from llmos.client import RemoteModel
 
-    if isinstance(model, RemoteModel):  # base+adapter: an adapter uses its base's template
-        shown = model.client.show(model.name.partition("+")[0])
-        return bool(shown["manifest"].get("has_chat_template"))
+    if not isinstance(model, RemoteModel):
+        return None
+    return dict(model.client.show(model.name.partition("+")[0])["manifest"])
+
+
+def has_chat_template(model: Any) -> bool:
+    """Whether ``model`` (in-process or remote) renders conversations with a chat template."""
+    manifest = _remote_manifest(model)
+    if manifest is not None:
+        return bool(manifest.get("has_chat_template"))
     return model.runtime.tokenizer.chat_template is not None
+
+
+def sampling_options(model: Any, fallback: dict[str, Any], **given: Any) -> dict[str, Any]:
+    """The options to send: those ``given`` (None: left out) over the model's recommended values
+    (a server's manifest, or the in-process runtime's) over the command's ``fallback``."""
+    manifest = _remote_manifest(model)
+    recommended = (manifest.get("defaults") or {}) if manifest is not None else model.sampling_defaults
+    return {**fallback, **recommended, **{k: v for k, v in given.items() if v is not None}}
 
 
 def print_stream(pieces: Iterator[str]) -> str:
@@ -83,8 +105,8 @@ def run(
     model: str = typer.Argument(..., help=MODEL_HELP),
     prompt: str = typer.Argument(None, help="The prompt; read from stdin when omitted."),
     max_tokens: int = typer.Option(256, "--max-tokens", "-n", help="Most tokens to generate."),
-    temperature: float = typer.Option(0.0, "--temperature", "-t", help=SAMPLING_HELP),
-    top_p: float = typer.Option(1.0, help="Nucleus sampling probability mass."),
+    temperature: float = typer.Option(None, "--temperature", "-t", help=SAMPLING_HELP),
+    top_p: float = typer.Option(None, help=TOP_P_HELP),
     seed: int = typer.Option(None, help="Seed for reproducible sampling."),
     raw: bool = typer.Option(False, "--raw", help="Complete the prompt as is, without the chat template."),
     local: bool = typer.Option(False, "--local", help=LOCAL_HELP),
@@ -93,8 +115,9 @@ def run(
     """Answer one prompt, streaming the reply (through `llmos serve` when one is running)."""
     if prompt is None:
         prompt = sys.stdin.read()
-    options = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
     with open_model(ctx, model, local=local, verbose=_is_verbose(ctx, verbose)) as m:
+        given = dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
+        options = sampling_options(m, RUN_FALLBACK, **given)
         chat = not raw and has_chat_template(m)
         print_stream(m.stream_chat(prompt, **options) if chat else m.stream(prompt, **options))
 
@@ -105,7 +128,8 @@ def chat(
     model: str = typer.Argument(..., help=MODEL_HELP),
     system: str = typer.Option(None, "--system", "-s", help="A system prompt."),
     max_tokens: int = typer.Option(512, "--max-tokens", "-n"),
-    temperature: float = typer.Option(0.7, "--temperature", "-t", help=SAMPLING_HELP),
+    temperature: float = typer.Option(None, "--temperature", "-t", help=SAMPLING_HELP),
+    top_p: float = typer.Option(None, help=TOP_P_HELP),
     local: bool = typer.Option(False, "--local", help=LOCAL_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
@@ -114,7 +138,10 @@ def chat(
         console.print(
             f"[dim]Chatting with {m.name}. /exit to quit, /clear to forget, Ctrl-C stops a reply.[/dim]"
         )
-        _converse(m, system, max_tokens=max_tokens, temperature=temperature)
+        options = sampling_options(
+            m, CHAT_FALLBACK, max_tokens=max_tokens, temperature=temperature, top_p=top_p
+        )
+        _converse(m, system, **options)
 
 
 def _converse(model: Any, system: str | None, **options: Any) -> None:

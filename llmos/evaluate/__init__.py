@@ -1,5 +1,6 @@
-"""Model evaluation: perplexity over a text corpus through the engine's prompt logprobs, and
-BLEU/chrF (sacrebleu) and ROUGE (rouge-score) over greedy generations. ``llmos eval`` is the CLI.
+"""Model evaluation: perplexity over a text corpus through the engine's prompt logprobs,
+BLEU/chrF (sacrebleu) and ROUGE (rouge-score) over greedy generations, and the NLP tasks of
+``llmos.tasks`` scored against gold sets (``task_eval``, ``task_metrics``). ``llmos eval`` is the CLI.
 
 Exports are imported lazily so the CLI (which only needs ``results`` to list and compare) starts
 without torch. ``perplexity`` the function lives in ``llmos.evaluate.perplexity`` (a submodule of
@@ -18,6 +19,8 @@ _EXPORTS = {
     "rouge_scores": "llmos.evaluate.metrics",
     "evaluate_generation": "llmos.evaluate.generation",
     "load_pairs": "llmos.evaluate.generation",
+    "evaluate_task": "llmos.evaluate.task_eval",
+    "load_gold": "llmos.evaluate.task_eval",
 }
 __all__ = sorted(_EXPORTS)
 

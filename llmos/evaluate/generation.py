@@ -3,29 +3,21 @@ greedy outputs for them through the engine (one batch) and score them with BLEU/
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from llmos.errors import InvalidRequest
 from llmos.evaluate.metrics import bleu_scores, rouge_scores
+from llmos.store.jsonl import read_jsonl
 
 SCORERS = {"bleu": bleu_scores, "rouge": rouge_scores}
 
 
 def load_pairs(path: Path) -> tuple[list[str], list[str]]:
     """The (prompts, references) of a JSONL file; raises ``InvalidRequest`` naming a bad line."""
-    if not path.is_file():
-        raise InvalidRequest(f"no such data file: {path}")
     prompts: list[str] = []
     references: list[str] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidRequest(f"{path}:{number} is not JSON: {exc}") from exc
+    for number, row in read_jsonl(path):
         prompt = row.get("source", row.get("prompt")) if isinstance(row, dict) else None
         reference = row.get("target", row.get("reference")) if isinstance(row, dict) else None
         if not isinstance(prompt, str) or not isinstance(reference, str):

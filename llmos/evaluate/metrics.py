@@ -10,9 +10,9 @@ from typing import Any
 from llmos.errors import InvalidRequest
 
 # CJK unified ideographs (+ extension A, compatibility), kana and hangul: scored one character a token
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_CJK_CHAR = re.compile(f"[{_CJK}]")
-_TOKEN = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
+CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_CJK_CHAR = re.compile(f"[{CJK_RANGES}]")
+_TOKEN = re.compile(f"[{CJK_RANGES}]|[^\\W{CJK_RANGES}]+")
 
 
 def has_cjk(texts: list[str]) -> bool:

@@ -5,28 +5,39 @@ template, generation settings). Shipped suites live in ``llmos/evaluate/suites``
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from llmos.errors import InvalidRequest
 from llmos.evaluate.generation import evaluate_generation
 from llmos.evaluate.perplexity import perplexity
+from llmos.evaluate.task_eval import EVALUATED, evaluate_task, load_gold
+from llmos.evaluate.task_metrics import macro_f1, normalize
 
 SHIPPED = Path(__file__).with_name("suites")
 
 
 class SuiteTask(BaseModel):
     name: str
-    type: Literal["perplexity", "qa", "classification", "bleu", "rouge"]
+    type: Literal["perplexity", "qa", "classification", "bleu", "rouge", "task"]
+    task: str | None = None  # type "task": an NLP task of llmos.tasks, scored against gold rows
+    limit: int | None = Field(None, ge=1)  # type "task": only the first N rows
     data: str  # a path relative to the suite file, or "dataset:NAME[:N][#split]" (a dataset version)
     prompt: str = "{question}"  # a str.format template over the row's fields
     labels: list[str] = []  # classification: the classes, scored by loglikelihood
     stride: int = 512
     max_length: int | None = None
     max_tokens: int = 32
+
+    @model_validator(mode="after")
+    def _task_is_evaluated(self) -> SuiteTask:
+        if self.type == "task" and self.task not in EVALUATED:
+            raise ValueError(f"task {self.name!r}: `task:` must be one of {', '.join(EVALUATED)}")
+        return self
 
 
 class Suite(BaseModel):
@@ -57,26 +68,6 @@ def find_suite(name_or_path: str, home: Path) -> Path:
     if name_or_path not in known:
         raise InvalidRequest(f"no suite {name_or_path!r}; known: {', '.join(known) or 'none'}")
     return known[name_or_path]
-
-
-def normalize(text: str) -> str:
-    """Lowercase, strip punctuation and articles, collapse spaces (SQuAD's exact-match normalization)."""
-    import re
-    import string
-
-    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
-    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
-
-
-def macro_f1(gold: list[str], predicted: list[str], labels: list[str]) -> float:
-    """The unweighted mean over ``labels`` of each class's F1 (0 for a class never predicted or seen)."""
-    scores = []
-    for label in labels:
-        tp = sum(g == label and p == label for g, p in zip(gold, predicted, strict=True))
-        fp = sum(g != label and p == label for g, p in zip(gold, predicted, strict=True))
-        fn = sum(g == label and p != label for g, p in zip(gold, predicted, strict=True))
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return sum(scores) / len(scores)
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -111,11 +102,20 @@ def _text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def run_task(model: Any, task: SuiteTask, base: Path) -> dict[str, Any]:
-    """The metrics of one suite task (data resolved against ``base``, the suite's folder)."""
+def run_task(
+    model: Any, task: SuiteTask, base: Path, on_progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """The metrics of one suite task (data resolved against ``base``, the suite's folder).
+    ``on_progress(n)`` is told of each ``n`` items done, where the task runs item by item."""
     from llmos.evaluate.harness import loglikelihoods
 
     data = resolve_data(task.data, base)
+    if task.type == "task":
+        assert task.task is not None  # checked when the suite was read
+        rows = load_gold(task.task, data)[: task.limit]
+        metrics = evaluate_task(model.runtime, task.task, rows, on_progress=on_progress)
+        metrics.pop("predictions")
+        return metrics
     if task.type == "perplexity":
         text = _text(data)
         return perplexity(model, text, stride=task.stride, max_length=task.max_length).to_dict()

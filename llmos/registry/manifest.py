@@ -4,7 +4,8 @@
 the version's row and hands ``from_dict`` of that out as ``ModelVersion.manifest``; ``llmos show
 --json``, ``llmos list --json`` and ``/api/models`` print ``to_dict()``. ``from_dict`` reads the
 manifests of every release: keys an older release did not write get their defaults, and keys this
-one does not model stay in ``extra``, so nothing stored is lost.
+one does not model stay in ``extra``, so nothing stored is lost. ``SamplingDefaults`` are the
+sampling parameters the model's authors recommend, used wherever a request leaves one unset.
 """
 
 from __future__ import annotations
@@ -134,6 +135,67 @@ class AdapterFacts:
         return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
 
 
+SAMPLING_DEFAULT_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SamplingDefaults:
+    """The sampling parameters a model's authors recommend (a ``generation_config.json``, a model
+    card, Ollama's Modelfile ``PARAMETER``), in ``SamplingParams``' names; ``None``: not given, so
+    the caller's own default applies. ``temperature == 0`` means greedy."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The given values only: what a request that leaves these keys unset gets."""
+        return _present({k: getattr(self, k) for k in SAMPLING_DEFAULT_KEYS})
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SamplingDefaults:
+        """Raises ``ValueError`` for a value no request could use (a hand-edited catalog entry)."""
+        values: dict[str, Any] = {}
+        for key in SAMPLING_DEFAULT_KEYS:
+            value = data.get(key)
+            if value is None:
+                continue
+            if problem := _bad_default(key, value):
+                raise ValueError(f"sampling default {key}={value!r} {problem}")
+            values[key] = int(value) if key == "top_k" else float(value)
+        return cls(**values)
+
+    @classmethod
+    def from_generation_config(cls, config: Mapping[str, Any]) -> SamplingDefaults:
+        """The sampling values of a transformers ``generation_config.json``, skipping any no request
+        could use. An explicit ``do_sample: false`` means greedy, as transformers reads it (whatever
+        temperature the file also names); a file without ``do_sample`` says nothing — transformers
+        writes only non-default values, and most files omit it."""
+        if config.get("do_sample") is False:
+            return cls(temperature=0.0)
+        usable = {
+            k: v for k in SAMPLING_DEFAULT_KEYS if (v := config.get(k)) is not None and not _bad_default(k, v)
+        }
+        return cls.from_dict(usable)
+
+
+def _bad_default(key: str, value: Any) -> str | None:
+    """What is wrong with ``value`` as the default of ``key`` (the ranges ``SamplingParams`` and the
+    HTTP API accept), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "is not a number"
+    in_range = {
+        "temperature": 0.0 <= value <= 2.0,
+        "top_p": 0.0 < value <= 1.0,
+        "top_k": value >= 0 and float(value).is_integer(),
+        "min_p": 0.0 <= value <= 1.0,
+        "repetition_penalty": value > 0.0,
+    }[key]
+    return None if in_range else "is out of range"
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """The capability check's report: ``ok``, and the findings the model's kind can show (``error``
@@ -157,7 +219,7 @@ class Capabilities:
         return cls(bool(data.get("ok", False)), {k: v for k, v in data.items() if k != "ok"})
 
 
-_OPTIONAL = ("source", "converted_from", "base", "base_digest", "adapter")
+_OPTIONAL = ("source", "converted_from", "base", "base_digest", "adapter", "defaults")
 _UNSET = (*_OPTIONAL, "version", "imported_at")  # a stored null stays in ``extra``
 _KEYS = frozenset(
     ("name", "format", "architecture", "model_type", "parameters", "dtype", "context_length",
@@ -196,6 +258,9 @@ class Manifest:
     adapter: AdapterFacts | None = None
     parents: list[ParentLink] = field(default_factory=list)
     capabilities: Capabilities | None = None  # None: not checked
+    # None: written by a release before manifests carried them (``catalog.sampling_defaults`` fills
+    # in a catalog model's); empty: the model recommends nothing
+    defaults: SamplingDefaults | None = None
     version: int | None = None
     imported_at: str | None = None  # ISO 8601, UTC
     extra: dict[str, Any] = field(default_factory=dict)  # keys this release does not model
@@ -212,6 +277,7 @@ class Manifest:
             "base": self.base,
             "base_digest": self.base_digest,
             "adapter": self.adapter.to_dict() if self.adapter else None,
+            "defaults": self.defaults.to_dict() if self.defaults is not None else None,
         }
         return {
             "name": self.name,
@@ -269,6 +335,7 @@ class Manifest:
             adapter=nested("adapter", AdapterFacts),
             parents=[ParentLink.from_dict(p) for p in data.get("parents") or []],
             capabilities=nested("capabilities", Capabilities),
+            defaults=nested("defaults", SamplingDefaults),
             version=data.get("version"),
             imported_at=data.get("imported_at"),
             extra={k: v for k, v in data.items() if k not in _KEYS or (v is None and k in _UNSET)},

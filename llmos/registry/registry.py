@@ -29,7 +29,13 @@ from llmos.registry.importing.publish import CapabilityProbe
 from llmos.registry.manifest import RELATIONS, Manifest, ParentLink
 from llmos.registry.model_version import ModelVersion
 from llmos.registry.sources import pull as pulling
-from llmos.registry.sources.catalog import canonical_name, find_entry, load_catalog
+from llmos.registry.sources.catalog import (
+    canonical_name,
+    entry_for_file,
+    find_entry,
+    load_catalog,
+    sampling_defaults,
+)
 from llmos.registry.sources.progress import ByteProgress, make_progress
 from llmos.registry.upkeep import garbage, integrity
 from llmos.registry.upkeep.garbage import GcReport
@@ -200,6 +206,7 @@ class Registry:
                 converted = convert_gguf(src, work / "folder")
                 gguf = {"file": src.name, "sha256": sha256_file(src), "format": "gguf", **converted}
                 source = {"source": {"type": "gguf", "path": str(src)}, "converted_from": gguf}
+                source |= _catalog_defaults(gguf["sha256"])
                 origin = facts.Origin(action, {**source, **(extra or {})}, links, kind)
                 return publishing.register(self, work / "folder", name, work, origin, move=True, check=check)
             if src.is_dir():
@@ -343,7 +350,9 @@ class Registry:
     def versions_of(
         self, session: Session, rows: builtins.list[ModelVersionRow]
     ) -> builtins.list[ModelVersion]:
-        """``ModelVersion``s of rows read in ``session``, with their current aliases."""
+        """``ModelVersion``s of rows read in ``session``, with their current aliases. A manifest
+        written before manifests carried sampling defaults gets the catalog's for its file, so
+        stores pulled earlier need no re-pull (nothing is written back)."""
         by_version = aliases.aliases_by_version(session, {r.model_id for r in rows})
         return [
             ModelVersion(
@@ -351,12 +360,26 @@ class Registry:
                 version=row.version,
                 digest=row.digest,
                 path=self.blobs.root / row.path,
-                manifest=Manifest.from_dict(row.manifest),
+                manifest=_with_defaults(Manifest.from_dict(row.manifest)),
                 created_at=as_utc(row.created_at),
                 aliases=by_version.get((row.model_id, row.version), ()),
             )
             for row in rows
         ]
+
+
+def _catalog_defaults(sha256: str) -> dict[str, Any]:
+    """``{"defaults": …}`` when a GGUF imported by hand is a catalog model's file (a GGUF carries no
+    generation config, and its conversion writes none with sampling values), else nothing."""
+    entry = entry_for_file(sha256)
+    defaults = entry.defaults.to_dict() if entry else {}
+    return {"defaults": defaults} if defaults else {}
+
+
+def _with_defaults(manifest: Manifest) -> Manifest:
+    if manifest.defaults is not None:
+        return manifest
+    return dataclasses.replace(manifest, defaults=sampling_defaults(manifest))
 
 
 def _action(parents: list[ParentLink], source: Any) -> str:

@@ -11,7 +11,7 @@ import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmos.errors import InvalidModelFile
 from llmos.models.lora import LoraAdapter, merge_weights
@@ -46,8 +46,17 @@ def merge_adapter(registry: Registry, base_ref: str | None, adapter_ref: str, na
             folder,
             name,
             parents=parents,
-            extra={"source": {"type": "merge", "base": base.ref, "adapter": adapter.ref}},
+            extra=_merge_fields(base, adapter),
         )
+
+
+def _merge_fields(base: ModelVersion, adapter: ModelVersion) -> dict[str, Any]:
+    """The merged version's manifest fields: its source, and the base's sampling defaults (a
+    catalog model's live in its manifest, not in a generation_config.json the merge could copy)."""
+    fields: dict[str, Any] = {"source": {"type": "merge", "base": base.ref, "adapter": adapter.ref}}
+    if base.manifest.defaults is not None:
+        fields["defaults"] = base.manifest.defaults.to_dict()
+    return fields
 
 
 def write_merged(base_dir: Path, adapter: LoraAdapter, out_dir: Path) -> None:

@@ -3,6 +3,7 @@
 ``load_runtime`` is shared by the SDK (``llmos.load_model``), the CLI and the server, so all three
 load a model the same way: resolve → verify digests → build the engine → start the loop thread.
 ``base+adapter`` references (or an adapter version alone) load the base with the LoRA merged in.
+``sampling_defaults`` are what the model's authors recommend, for requests that leave them unset.
 """
 
 from __future__ import annotations
@@ -27,10 +28,16 @@ from llmos.runtime.tokenizer import TextTokenizer
 
 if TYPE_CHECKING:
     from llmos.models.lora import LoraAdapter
-    from llmos.registry.manifest import Manifest
+    from llmos.registry.manifest import Manifest, SamplingDefaults
     from llmos.runtime.embeddings import EmbeddingRuntime
 
 logger = logging.getLogger(__name__)
+
+
+def _no_defaults() -> SamplingDefaults:
+    from llmos.registry.manifest import SamplingDefaults  # the registry (sqlalchemy) only when loading
+
+    return SamplingDefaults()
 
 
 @dataclass
@@ -45,6 +52,8 @@ class ModelRuntime:
     adapters: list[str] = field(default_factory=list)  # refs of the LoRA adapters merged in
     dtype: str = ""  # the engine's ("bfloat16", "float32"…)
     quantization: str | None = None  # EngineConfig.quantization: None or "int8"
+    # the base's (an adapter brings none of its own); a folder loaded by path: its generation config
+    sampling_defaults: SamplingDefaults = field(default_factory=_no_defaults)
 
     @property
     def is_healthy(self) -> bool:
@@ -216,7 +225,19 @@ def load_runtime(
         adapters=list(resolved.adapter_refs),
         dtype=dtype,
         quantization=quantization,
+        sampling_defaults=_sampling_defaults(path, manifest),
     )
+
+
+def _sampling_defaults(path: Path, manifest: Manifest | None) -> SamplingDefaults:
+    """The manifest's defaults (the registry fills in the catalog's for older manifests), or those
+    of the folder's ``generation_config.json`` for a folder loaded by path."""
+    if manifest is not None:
+        return manifest.defaults if manifest.defaults is not None else _no_defaults()
+    from llmos.registry.importing.manifest import generation_defaults
+
+    config = path / "generation_config.json"
+    return generation_defaults({config.name: config} if config.is_file() else {})
 
 
 def _read_adapters(resolved: ResolvedModel) -> list[LoraAdapter]:

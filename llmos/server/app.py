@@ -34,6 +34,7 @@ from llmos.server.model_pool import ModelPool
 from llmos.server.native import router as native_router
 from llmos.server.routes import router
 from llmos.server.serving import OpenAIServing
+from llmos.server.tasks import router as tasks_router
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ def create_app(
     app.include_router(datasets_router)
     app.include_router(jobs_router)
     app.include_router(explain_router)
+    app.include_router(tasks_router)
     app.add_middleware(
         GuardMiddleware, api_keys=settings.api_key_list, max_request_bytes=settings.max_request_bytes
     )

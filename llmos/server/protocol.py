@@ -3,12 +3,14 @@
 Request bodies cap what multiplies work (``n``, ``logprobs``, stop strings, prompt count), so a bad
 request gets a 400 before it reaches the engine. Response models document ``/openapi.json`` and
 serialize to exactly OpenAI's JSON: a field that OpenAI sends as ``null`` is always present, one that
-it leaves out when empty (``tool_calls``) is left out.
+it leaves out when empty (``tool_calls``) is left out. A sampling field the request leaves out (or
+sends as ``null``) takes the model's recommended value (``SamplingFields.with_defaults``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -123,6 +125,17 @@ class SamplingFields(BaseModel):
     guided_regex: str | None = None
     guided_choice: list[str] | None = None
     guided_grammar: str | None = None
+
+    def with_defaults(self, defaults: Mapping[str, Any]) -> Self:
+        """This request with the model's sampling ``defaults`` (``temperature``, ``top_p``…) in the
+        fields it did not send, or sent as ``null`` (vLLM's use of a model's generation config); a
+        value the client sent, ``temperature: 0`` included, is kept."""
+        unset = {
+            k: v
+            for k, v in defaults.items()
+            if k in type(self).model_fields and (k not in self.model_fields_set or getattr(self, k) is None)
+        }
+        return self.model_copy(update=unset) if unset else self
 
     def structured_output(self) -> StructuredOutput | None:
         """The one structured-output request among response_format, structured_outputs, guided_*."""

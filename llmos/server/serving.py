@@ -73,6 +73,7 @@ class OpenAIServing:
     async def chat(self, body: ChatCompletionRequest) -> ChatCompletionResponse:
         async with self.pool.lease(body.model, body.n) as lease:
             runtime = _generator(lease)
+            body = body.with_defaults(runtime.sampling_defaults.to_dict())
             prompt_ids, plan, params = chat_request(runtime, body)
             completions = await self._generation(runtime, prompt_ids, params).collect()
         choices = []
@@ -95,6 +96,7 @@ class OpenAIServing:
         then sent as one delta of tool calls (or of content, when the model called nothing)."""
         async with self.pool.lease(body.model, body.n) as lease:
             runtime = _generator(lease)
+            body = body.with_defaults(runtime.sampling_defaults.to_dict())
             prompt_ids, plan, params = chat_request(runtime, body)
             generation = self._generation(runtime, prompt_ids, params)
             async for chunk in _chat_chunks(runtime, body, generation, plan):
@@ -104,7 +106,7 @@ class OpenAIServing:
         async with self.pool.lease(body.model, body.n * num_prompts(body)) as lease:
             runtime = _generator(lease)
             prompts = completion_prompts(runtime, body)
-            params = completion_params(body)
+            params = completion_params(body.with_defaults(runtime.sampling_defaults.to_dict()))
             generations = [self._generation(runtime, prompt, params) for prompt in prompts]
             results = await _collect_all(generations)
         choices: list[CompletionChoice] = []
@@ -124,7 +126,7 @@ class OpenAIServing:
         async with self.pool.lease(body.model, body.n * num_prompts(body)) as lease:
             runtime = _generator(lease)
             prompts = completion_prompts(runtime, body)
-            params = completion_params(body)
+            params = completion_params(body.with_defaults(runtime.sampling_defaults.to_dict()))
             generations = [self._generation(runtime, prompt, params) for prompt in prompts]
             async for chunk in _completion_chunks(runtime, body, generations):
                 yield chunk

@@ -42,6 +42,23 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_text_atomic(dest: Path, text: str) -> Path:
+    """Write ``text`` to ``dest`` so a reader sees the old file or the whole new one, never a part
+    (a temporary file beside it, fsynced, renamed over it)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+        fsync_dir(dest.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
 def copy_hashed(src: Path, dest: Path) -> str:
     """Copy ``src`` to ``dest`` (fsynced), hashing the bytes on the way; returns the sha256 hex."""
     digest = hashlib.sha256()

@@ -28,9 +28,17 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def mock_client(handler: Handler, api_key: str | None = None) -> Client:
+    """A client whose server is ``handler``; model ``m`` recommends no sampling values (the remote
+    model asks ``GET /api/models/m`` once for them, which ``handler`` then never sees)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.endswith("/api/models/m"):
+            return httpx.Response(200, json={"manifest": {}})
+        return handler(request)
+
     client = Client("http://llmos.test/v1", api_key=api_key)
     client.http = httpx.Client(
-        base_url=client.url, headers=client.http.headers, transport=httpx.MockTransport(handler)
+        base_url=client.url, headers=client.http.headers, transport=httpx.MockTransport(answer)
     )
     return client
 

@@ -51,7 +51,8 @@ def _dict_release_manifest(
     mv: ModelVersion, folder: Path, extra: dict[str, Any], parents: list[dict[str, Any]], kind: str | None
 ) -> dict[str, Any]:
     """What the dict-manifest release stored for ``folder`` imported as ``mv`` (its ``build_manifest``
-    and ``publish``, restated): facts from the files, ``extra`` over them, then the derived keys."""
+    and ``publish``, restated): facts from the files, ``extra`` over them, then the derived keys —
+    plus the sampling ``defaults`` (from ``generation_config.json``) that later releases add."""
     files = scan_folder(folder, allow_pickle=False, trust_remote_code=False)
     facts = read_facts(files)
     stored = {rel: (sha256_file(path), path.stat().st_size) for rel, path in files.items()}
@@ -70,6 +71,7 @@ def _dict_release_manifest(
         "evaluations": [],
         "training_run": None,
         **extra,
+        "defaults": facts["defaults"].to_dict(),
         "parents": parents,
         "capabilities": _probe(folder, kind or infer_kind(facts)),
         "files": {rel: {"digest": f"sha256:{h}", "size": size} for rel, (h, size) in stored.items()},

