@@ -123,8 +123,13 @@ class Registry:
             return History(parsed.name, self.versions_of(session, rows), log_)
 
     def verify(self, mv: ModelVersion) -> None:
-        """Re-hash the snapshot files; raise ``CorruptArtifact`` naming the first bad or missing file."""
-        if problems := integrity.check_version(mv, integrity.FileHasher()):
+        """Check the snapshot files against the manifest (re-hashing those changed since they were
+        last hashed; ``verify_all`` re-hashes all); raise ``CorruptArtifact`` naming the first bad
+        or missing file."""
+        hasher = integrity.FileHasher(self.blobs.root / integrity.REMEMBERED_FILE)
+        problems = integrity.check_version(mv, hasher)
+        hasher.save()
+        if problems:
             raise CorruptArtifact(problems[0].message)
 
     def verify_all(self, name: str | None = None) -> VerifyReport:

@@ -99,6 +99,31 @@ def test_verify_names_the_flipped_file(registry: Registry, tiny: Path) -> None:
         registry.verify(mv)
 
 
+def test_a_load_rehashes_only_files_changed_since_the_last_check(
+    registry: Registry, tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmos.registry.upkeep import integrity
+
+    mv = registry.import_path(tiny, "tiny")
+    registry.verify(mv)  # hashes every file and remembers them
+    hashed: list[str] = []
+    real = integrity.sha256_file
+    monkeypatch.setattr(integrity, "sha256_file", lambda path: hashed.append(Path(path).name) or real(path))
+    registry.verify(mv)
+    assert hashed == []  # nothing changed: nothing read
+    target = mv.path / "config.json"
+    before = os.stat(target)
+    os.chmod(target, 0o644)
+    data = bytearray(target.read_bytes())
+    data[5] ^= 0x01
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size and mtime: ctime tells
+    with pytest.raises(CorruptArtifact, match="config.json"):
+        registry.verify(mv)
+    assert hashed == ["config.json"]
+    assert registry.verify_all("tiny").problems  # llmos verify re-hashes all, whatever is remembered
+
+
 @pytest.mark.parametrize(
     "name", ["../x", "Tiny", "a" * 65, "a..b", "/abs", "x/y", "", "a\x00b", ".hidden", "%2e%2e", "a b"]
 )
