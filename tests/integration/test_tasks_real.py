@@ -174,13 +174,27 @@ def test_http_bad_task_requests_are_400_with_an_openai_error(live_server: str) -
         assert word in response.json()["error"]["message"]
 
 
-def test_remote_sdk_gives_the_same_greedy_answers(remote, qwen) -> None:
-    assert remote.classify("The striker scored twice.", labels=["sports", "food"]) == qwen.classify(
-        "The striker scored twice.", labels=["sports", "food"]
-    )
-    assert [(e.text, e.start) for e in remote.entities(MERKEL)] == [
-        (e.text, e.start) for e in qwen.entities(MERKEL)
+def test_every_task_over_http_through_the_remote_sdk(remote) -> None:
+    """The nine helpers of ``llmos.connect(url).model("qwen")``, each a POST /v1/tasks/{task}."""
+    assert [(e.text, e.label, e.start) for e in remote.entities(MERKEL) if e.label == "PER"] == [
+        ("Angela Merkel", "PER", 0)
     ]
+    assert remote.classify("The striker scored twice.", labels=["sports", "food"]) == "sports"
+    assert remote.sentiment("Absolutely wonderful, I would buy it again.").label == "positive"
+    assert "tea" in remote.translate("我喜欢喝茶。", to="en").lower()
+    context = "Marie Curie was born in Warsaw in 1867."
+    answer = remote.answer("Where was Marie Curie born?", context=context)
+    assert "Warsaw" in answer.text and answer.evidence is not None
+    assert context[answer.evidence.start : answer.evidence.end] == answer.evidence.text
+    tagged = remote.pos("Dogs bark.")
+    assert [w.text for w in tagged] == ["Dogs", "bark", "."] and tagged[-1].tag == "PUNCT"
+    tokens = remote.tokens("你好，世界")
+    assert tokens.ids == remote.tokenize("你好，世界") and [w.text for w in tokens.words][0] == "你好"
+    assert all("你好，世界"[t.start : t.end] == t.text for t in tokens.tokens)
+    ast.parse(remote.code("a function add(a, b) that returns their sum"))
+    news = "The museum reopened on Monday after a two-year renovation. Visitors queued for hours."
+    summary = remote.summarize(news, max_words=15)
+    assert "museum" in summary.lower()
 
 
 # --- CLI -----------------------------------------------------------------------------------------
@@ -210,6 +224,12 @@ def test_cli_task_runs_a_file_into_a_file(live_server: str, real_home: Path, tmp
     results = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["output"]["label"] for r in results] == ["positive", "negative", "positive"]
     assert results[2]["input"]["text"] == "质量很好，很满意。"
+
+
+def test_cli_task_shows_tokens_and_words(live_server: str, real_home: Path, qwen: object) -> None:
+    shown = _cli(live_server, real_home, "tokenize", "qwen", "我爱北京天安门")
+    assert shown.returncode == 0, shown.stderr
+    assert "words: 我 | 爱 | 北京 | 天安门" in shown.stdout and "START" in shown.stdout
 
 
 def test_cli_task_errors_say_what_to_do(live_server: str, real_home: Path) -> None:
