@@ -81,8 +81,7 @@ def has_chat_template(model: Any) -> bool:
 def sampling_options(model: Any, fallback: dict[str, Any], **given: Any) -> dict[str, Any]:
     """The options to send: those ``given`` (None: left out) over the model's recommended values
     (a server's manifest, or the in-process runtime's) over the command's ``fallback``."""
-    manifest = _remote_manifest(model)
-    recommended = (manifest.get("defaults") or {}) if manifest is not None else model.sampling_defaults
+    recommended = model.sampling_defaults  # a RemoteModel fetches them once and reuses them per request
     return {**fallback, **recommended, **{k: v for k, v in given.items() if v is not None}}
 
 
