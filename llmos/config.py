@@ -31,7 +31,8 @@ class Settings:
     allow_pickle: bool = False
     trust_remote_code: bool = False
     # --- serving (``llmos serve``) ---
-    api_keys: str = ""  # comma-separated; when set, every route but /health needs one
+    api_keys: str = ""  # comma-separated admin keys; when set, every route but /health needs a key
+    api_key: str = ""  # the key the CLI sends to a server (one from `llmos keys create`)
     keep_alive: int = 300  # seconds an idle model stays loaded; -1 keeps it until stopped
     max_loaded_models: int = 3
     memory_budget_mb: int = 0  # 0: only max_loaded_models limits the pool
@@ -39,6 +40,12 @@ class Settings:
     request_timeout: float = 600.0  # seconds before a request is aborted
     max_request_bytes: int = 16 << 20  # bigger bodies get 413
     drain_timeout: int = 30  # seconds SIGTERM waits for in-flight requests
+    # --- operations ---
+    access_log: str = "-"  # one JSON line per request: "-" stderr, a file path, or "off"
+    log_prompts: bool = False  # add prompts and outputs to the access log (PII-redacted)
+    usage_retention_days: int = 90  # usage rows older than this are dropped by whole days (0: keep)
+    guardrails: str = ""  # a guardrails YAML file (see docs/operations.md); empty: none
+    otlp_endpoint: str = ""  # OpenTelemetry OTLP/HTTP endpoint for traces; empty: tracing off
 
     @property
     def api_key_list(self) -> list[str]:

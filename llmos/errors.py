@@ -160,3 +160,62 @@ class JobNotFound(LLMOSError):
     status_code = 404
     error_type = "not_found_error"
     code = "job_not_found"
+
+
+class Forbidden(LLMOSError):
+    """A valid key that may not do this: a scope it lacks, or a model outside its allow-list."""
+
+    status_code = 403
+    error_type = "permission_error"
+    code = "insufficient_scope"
+
+
+class ModelNotAllowed(Forbidden):
+    code = "model_not_allowed"
+
+
+class RateLimited(LLMOSError):
+    """A key's request or token limit: retry after ``retry_after`` seconds. ``headers`` are the
+    ``x-ratelimit-*`` headers of the refused request (the same ones a success carries)."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int = 1,
+        reason: str = "rpm",
+        headers: dict[str, str] | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after
+        self.reason = reason
+        self.headers = dict(headers or {})
+
+
+class BudgetExceeded(RateLimited):
+    """A key's token budget for its period is spent (or this request could overspend it)."""
+
+    error_type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class GuardrailBlocked(InvalidRequest):
+    """A guardrail rule refused the input or the output; ``rule`` names it."""
+
+    code = "content_blocked"
+
+    def __init__(self, message: str, *, rule: str, stage: str, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.rule = rule
+        self.stage = stage
+
+
+class KeyNotFound(LLMOSError):
+    status_code = 404
+    error_type = "not_found_error"
+    code = "key_not_found"

@@ -17,7 +17,7 @@ from typing import Any
 from llmos.config import Settings
 from llmos.engine.outputs import Completion
 from llmos.engine.sampling_params import SamplingParams
-from llmos.errors import GenerationFailed, InvalidRequest
+from llmos.errors import EngineDead, GenerationFailed, InvalidRequest
 from llmos.runtime.embeddings import EmbeddingRuntime
 from llmos.runtime.model_runtime import ModelRuntime, load_any_runtime
 from llmos.tasks.methods import TaskMethods
@@ -111,7 +111,20 @@ class Model(TaskMethods):
     def _encode(self, prompt: str | list[int]) -> list[int]:
         return list(prompt) if isinstance(prompt, list) else self.runtime.tokenizer.encode(prompt)
 
+    def _check_engine(self) -> None:
+        """Raises EngineDead, saying how to recover, once the engine has stopped (a fault killed
+        it, or the model was closed)."""
+        engine = self.runtime.engine
+        if engine.is_healthy:
+            return
+        error = getattr(engine, "error", None)
+        why = f" after an internal error ({type(error).__name__}: {error})" if error else ""
+        raise EngineDead(
+            f"{self.name}'s engine has stopped{why}; load the model again: llmos.load_model({self.name!r})."
+        )
+
     def _run(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        self._check_engine()
         results = self.runtime.engine.generate_batch(prompts, [params] * len(prompts))
         for result in results:
             if result.finish_reason == "error":
@@ -119,6 +132,7 @@ class Model(TaskMethods):
         return results
 
     def _stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[str]:
+        self._check_engine()
         for out in self.runtime.engine.stream(prompt_ids, params):
             if out.finish_reason == "error":
                 raise GenerationFailed.because(out.error)

@@ -8,8 +8,9 @@ from typing import Any
 
 import typer
 
+from llmos.access.audit import record_local
 from llmos.cli.console import Column, console, format_time, handles_errors, print_json, print_rows
-from llmos.cli.context import open_registry
+from llmos.cli.context import open_registry, settings_of
 from llmos.cli.views import parents_text, short_digest, summary
 from llmos.registry import History, ModelEvent
 
@@ -33,6 +34,7 @@ def tag(
     mv = registry.resolve(ref)
     before = registry.resolve(f"{mv.name}@{alias}").ref if registry.exists(f"{mv.name}@{alias}") else None
     mv = registry.tag(ref, alias)
+    record_local(settings_of(ctx).database_url, "model.tagged", mv.ref, {"alias": alias})
     moved = f" (was {before})" if before and before != mv.ref else ""
     console.print(f"[green]tagged[/green] {mv.name}@{alias} -> {mv.ref}{moved}")
 

@@ -14,7 +14,7 @@ import logging
 import typer
 
 from llmos import __version__
-from llmos.cli import bench, lineage, models, run, server, tasks, train, transfer, upkeep
+from llmos.cli import bench, keys, lineage, models, run, server, tasks, train, transfer, upkeep
 from llmos.cli import data as data_cli
 from llmos.cli import evaluate as evaluate_cli
 from llmos.cli import explain as explain_cli
@@ -41,6 +41,7 @@ train.register(app)
 explain_cli.register(app)
 evaluate_cli.register(app)
 tasks.register(app)
+keys.register(app)
 
 
 @app.callback()
@@ -75,7 +76,7 @@ def serve(
     max_loaded_models: int = typer.Option(None, help="Most models loaded at once (default 3)."),
 ) -> None:
     """Start the OpenAI-compatible HTTP server (and the native /api model routes)."""
-    from llmos.server.app import DrainingServer, create_app
+    from llmos.server.app import DrainingServer, configure_access_log, create_app
     from llmos.server.model_pool import ModelPool
 
     given = dict(
@@ -86,12 +87,19 @@ def serve(
         max_loaded_models=max_loaded_models,
     )
     settings = dataclasses.replace(settings_of(ctx), **{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
-    if settings.host not in LOOPBACK and not settings.api_key_list and not insecure:
+    if (
+        settings.host not in LOOPBACK
+        and not settings.api_key_list
+        and not insecure
+        and not _has_keys(settings)
+    ):
         err_console.print(
             f"[red]error:[/red] refusing to serve on {settings.host} without API keys: anyone who can "
-            "reach it could use it. Add --api-key KEY (or LLMOS_API_KEYS), or --insecure if you mean it."
+            "reach it could use it. Make one with `llmos keys create`, add --api-key KEY (or "
+            "LLMOS_API_KEYS), or --insecure if you mean it."
         )
         raise typer.Exit(2)
+    configure_access_log(settings)
     _check_models_exist(settings, model)
     pool = ModelPool(settings)
     server_ = DrainingServer(create_app(settings, pool, preload=model), settings, pool)
@@ -100,6 +108,17 @@ def serve(
         f"llmos {__version__} serving on http://{settings.host}:{settings.port}{loading}  (Ctrl-C stops)"
     )
     server_.run()
+
+
+def _has_keys(settings: Settings) -> bool:
+    """Whether the store holds an active API key (then the server requires keys)."""
+    from llmos.access.keys import KeyStore
+
+    store = KeyStore(settings)
+    try:
+        return store.has_active_keys()
+    finally:
+        store.close()
 
 
 def _check_models_exist(settings: Settings, refs: list[str]) -> None:

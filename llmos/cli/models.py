@@ -16,6 +16,7 @@ from typing import Any
 
 import typer
 
+from llmos.access.audit import record_local
 from llmos.cli.console import (
     Column,
     console,
@@ -110,6 +111,7 @@ def pull(
     if mv.ref in known:
         console.print(f"{mv.ref} is up to date")
         return
+    record_local(settings_of(ctx).database_url, "model.pulled", mv.ref, {"name": name, "digest": mv.digest})
     console.print(f"[green]pulled[/green] {mv.ref} {mv.digest[:19]} in {time.perf_counter() - start:.1f} s")
     warn_if_check_failed(mv)
 
@@ -214,6 +216,8 @@ def rm(
     if not yes:
         typer.confirm(f"remove {', '.join(mv.ref for mv in targets)}?", abort=True)
     removed = registry.remove(ref, force=force)
+    details = {"versions": [mv.ref for mv in removed], "force": force}
+    record_local(settings_of(ctx).database_url, "model.deleted", ref, details)
     console.print(f"[green]removed[/green] {', '.join(mv.ref for mv in removed)}")
     remaining = registry.versions(removed[0].name)
     if remaining and any("latest" in mv.aliases for mv in removed):

@@ -43,8 +43,10 @@ def probe(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
 
 
 def connect_to(settings: Settings, url: str | None = None) -> Client:
-    """A client for ``url`` (default: the configured server) with the first configured API key."""
+    """A client for ``url`` (default: the configured server) with ``LLMOS_API_KEY``, else the first
+    admin key of ``LLMOS_API_KEYS``."""
     from llmos.client import connect
 
     keys = settings.api_key_list
-    return connect(url or server_url(settings), api_key=keys[0] if keys else None)
+    key = settings.api_key or (keys[0] if keys else None)
+    return connect(url or server_url(settings), api_key=key)

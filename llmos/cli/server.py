@@ -32,7 +32,11 @@ def _unloads(row: dict[str, Any]) -> str:
 PS_COLUMNS = (
     Column("NAME", "name"),
     Column("KIND", "kind"),
-    Column("MEMORY", lambda r: format_bytes(r["memory_bytes"]), justify="right"),
+    # in use (weights + the KV blocks touched so far), then what the model reserved
+    Column(
+        "MEMORY", lambda r: format_bytes(r.get("memory_committed_bytes", r["memory_bytes"])), justify="right"
+    ),
+    Column("RESERVED", lambda r: format_bytes(r["memory_bytes"]), justify="right"),
     Column("DTYPE", lambda r: r.get("dtype")),
     Column("QUANT", lambda r: r.get("quantization")),
     Column("RUN", lambda r: r.get("running"), justify="right"),
@@ -48,7 +52,7 @@ def ps(
     url: str = typer.Option(None, "--url", help=URL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """List the models the server has loaded: memory, activity, keep-alive."""
+    """List the models the server has loaded: memory (in use and reserved), activity, keep-alive."""
     with connect_to(settings_of(ctx), url) as client:
         rows = client.ps()
     empty = "[dim]No models loaded. A request loads one; or `llmos serve --model NAME`.[/dim]"

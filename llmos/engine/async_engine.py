@@ -49,16 +49,27 @@ class EngineClient(Protocol):
 class _Stream:
     sink: Sink
     detokenizer: Detokenizer
+    num_prompt_tokens: int = 0
     num_output_tokens: int = 0
     finish_reason: str | None = None
     stop_reason: int | str | None = None
 
 
-def _failed(request_id: str, num_prompt_tokens: int, message: str) -> RequestOutput:
-    return RequestOutput(request_id, "", [], None, "error", None, num_prompt_tokens, 0, error=message)
+def _failed(
+    request_id: str, num_prompt_tokens: int, message: str, num_output_tokens: int = 0
+) -> RequestOutput:
+    return RequestOutput(
+        request_id, "", [], None, "error", None, num_prompt_tokens, num_output_tokens, error=message
+    )
 
 
 class AsyncEngine:
+    """Runs the engine loop on its own thread. A step that raises is a fault outside any one
+    request (those fail through ``ModelRunnerOutput.errors`` instead), so the engine *dies*: every
+    request it holds, waiting or running, finishes with ``error`` at once, ``is_healthy`` turns
+    False, new requests raise ``EngineDead`` and the loop thread exits. Whoever owns the engine
+    (the server's model pool) replaces it."""
+
     def __init__(
         self,
         engine: Engine | Callable[[], Engine],
@@ -76,10 +87,13 @@ class AsyncEngine:
         self.tokenizer = tokenizer
         self.eos_token_ids = eos_token_ids
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        # Held while checking _stopped and queueing a request, so none slips in after the loop's
+        # last look at the queue (it would never be answered).
+        self._submit_lock = threading.Lock()
         self._wakeup = threading.Event()
         self._streams: dict[str, _Stream] = {}
         self._stopped = False
-        self.error: BaseException | None = None
+        self.error: BaseException | None = None  # what killed the engine; None while alive
         self._thread = threading.Thread(target=self._run, name="llmos-engine", daemon=True)
         self._thread.start()
         self._started.wait()
@@ -89,6 +103,11 @@ class AsyncEngine:
     @property
     def is_healthy(self) -> bool:
         return self._thread.is_alive() and not self._stopped
+
+    @property
+    def is_dead(self) -> bool:
+        """True once a fault stopped the engine (not after a plain ``shutdown``)."""
+        return self.error is not None
 
     def stats(self) -> EngineStats:
         return self.engine.stats()
@@ -106,29 +125,56 @@ class AsyncEngine:
             return
         finally:
             self._started.set()
-        while not self._stopped:
-            self._wakeup.clear()
-            while not self._commands.empty():
-                command = self._commands.get()
-                try:
-                    command()
-                except Exception:  # a bad command must not kill the loop
-                    logger.exception("engine command failed")
-            if not self.engine.has_unfinished():
-                self._wakeup.wait()
-                continue
+        try:
+            while not self._stopped:
+                self._wakeup.clear()
+                self._run_commands()
+                if not self.engine.has_unfinished():
+                    self._wakeup.wait()
+                    continue
+                for out in self.engine.step():
+                    self._dispatch(out)
+        except BaseException as exc:  # whatever it is, no caller may be left waiting
+            self._die(exc)
+            return
+        self._finish_all("abort")
+
+    def _run_commands(self) -> None:
+        while not self._commands.empty():
+            command = self._commands.get()
             try:
-                outputs = self.engine.step()
-            except Exception as exc:  # a failed step fails its requests, not the process
-                logger.exception("engine step failed")
-                self.error = exc
-                outputs = self.engine.fail_all(f"{type(exc).__name__}: {exc}")
-            for out in outputs:
-                self._dispatch(out)
-        for request_id in list(self._streams):
-            self.engine.abort(request_id)
-        for out in self.engine.step() if self.engine.has_unfinished() else []:
+                command()
+            except Exception:  # a bad command must not kill the loop
+                logger.exception("engine command failed")
+
+    def _die(self, exc: BaseException) -> None:
+        logger.error("engine step failed; the engine is dead", exc_info=exc)
+        with self._submit_lock:
+            self.error = exc
+            self._stopped = True
+        detail = f"{type(exc).__name__}: {exc}"
+        self._finish_all("error", f"The engine stopped after an internal error ({detail[:300]}).")
+
+    def _finish_all(self, reason: str, error: str | None = None) -> None:
+        """Answer every request the loop still holds, queued ones included, as it stops."""
+        with self._submit_lock:
+            self._stopped = True  # no request is queued after this (``_submit`` checks under the lock)
+        self._run_commands()
+        try:
+            outputs = self.engine.finish_all(reason, error)
+        except Exception:  # a broken engine: its callers are answered directly below
+            logger.exception("finishing the engine's requests failed")
+            outputs = []
+        for out in outputs:
             self._dispatch(out)
+        for request_id, stream in list(self._streams.items()):  # any the engine lost track of
+            del self._streams[request_id]
+            message = error or "The engine stopped."
+            self._deliver(
+                stream, _failed(request_id, stream.num_prompt_tokens, message, stream.num_output_tokens)
+            )
+        if outputs:
+            logger.info("engine stopped: %d requests finished with %s", len(outputs), reason)
 
     def _dispatch(self, out: EngineOutput) -> None:
         stream = self._streams.get(out.request_id)
@@ -136,7 +182,16 @@ class AsyncEngine:
             return
         stream.num_output_tokens += len(out.new_token_ids)
         finished = out.finish_reason is not None
-        text, stop = stream.detokenizer.add(out.new_token_ids, finished)
+        try:
+            text, stop = stream.detokenizer.add(out.new_token_ids, finished)
+        except Exception as exc:  # this request's text cannot be made: fail it alone
+            logger.exception("detokenizing %s failed", out.request_id)
+            if not finished:
+                self.engine.abort(out.request_id)
+            del self._streams[out.request_id]
+            failed = _failed(out.request_id, out.num_prompt_tokens, f"detokenizing failed: {exc}")
+            self._deliver(stream, failed)
+            return
         stream.finish_reason, stream.stop_reason = out.finish_reason, out.stop_reason
         if stop is not None:
             if not finished:  # the engine would keep generating past the stop string
@@ -158,32 +213,52 @@ class AsyncEngine:
         )
         if result.finished:
             del self._streams[out.request_id]
+        self._deliver(stream, result)
+
+    @staticmethod
+    def _deliver(stream: _Stream, result: RequestOutput) -> None:
         try:
             stream.sink(result)
         except Exception:  # a caller's sink must not kill the loop
-            logger.exception("delivering output for %s failed", out.request_id)
+            logger.exception("delivering output for %s failed", result.request_id)
 
     # --- callers' side ---------------------------------------------------------------------
     def _submit(
         self, prompt_token_ids: list[int], params: SamplingParams, request_id: str | None, sink: Sink
     ) -> str:
-        if self._stopped or not self._thread.is_alive():
-            raise EngineDead("The engine has stopped; restart the model.")
+        self._raise_if_stopped()
         self.engine.check_request(prompt_token_ids, params)
         request_id = request_id or f"req-{uuid.uuid4().hex}"
         detokenizer = Detokenizer(self.tokenizer, prompt_token_ids, params)
+        num_prompt_tokens = len(prompt_token_ids)
 
         def add() -> None:
             try:
                 self.engine.add_request(prompt_token_ids, params, request_id, self.eos_token_ids)
             except LLMOSError as exc:  # e.g. a request id already in use: fail this caller only
-                sink(_failed(request_id, len(prompt_token_ids), exc.message))
+                sink(_failed(request_id, num_prompt_tokens, exc.message))
                 return
-            self._streams[request_id] = _Stream(sink, detokenizer)
+            except Exception as exc:  # a bug, but still this caller's alone, and it gets an answer
+                logger.exception("adding request %s failed", request_id)
+                sink(_failed(request_id, num_prompt_tokens, f"{type(exc).__name__}: {exc}"))
+                return
+            self._streams[request_id] = _Stream(sink, detokenizer, num_prompt_tokens)
 
-        self._commands.put(add)
+        with self._submit_lock:
+            self._raise_if_stopped()
+            self._commands.put(add)
         self._wakeup.set()
         return request_id
+
+    def _raise_if_stopped(self) -> None:
+        """Raises EngineDead once the engine died or was shut down."""
+        if self.error is not None:
+            raise EngineDead(
+                f"The engine stopped after an internal error ({type(self.error).__name__}); "
+                "load the model again."
+            )
+        if self._stopped or not self._thread.is_alive():
+            raise EngineDead("The engine has been shut down; load the model again.")
 
     def abort(self, request_id: str) -> None:
         def drop() -> None:
@@ -251,6 +326,8 @@ class AsyncEngine:
         return [Completion.merge(collected[i]) for i in ids]
 
     def shutdown(self) -> None:
-        self._stopped = True
+        """Stop the loop: requests still running or queued finish with ``abort``."""
+        with self._submit_lock:
+            self._stopped = True
         self._wakeup.set()
         self._thread.join(timeout=30)

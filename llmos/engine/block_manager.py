@@ -4,6 +4,10 @@ Prefix caching: every *full* block is identified by a hash chained over its pare
 token ids; a new request whose prompt starts with the same full blocks shares them (ref count + 1)
 instead of recomputing them. Freed blocks keep their hash and stay reusable until the allocator
 hands them out again, least recently freed first.
+
+Blocks that were handed out before are reused before a never-used one: ids ``0..num_touched_blocks-1``
+are the blocks ever used, so the high-water mark says how much of the (lazily committed) KV
+cache memory the engine has really touched.
 """
 
 from __future__ import annotations
@@ -30,8 +34,11 @@ class BlockManager:
         self.block_size = block_size
         self.enable_prefix_caching = enable_prefix_caching
         self.blocks = [Block(i) for i in range(num_blocks)]
-        # Free blocks in eviction order (front = evicted first); values unused.
-        self.free_block_ids: OrderedDict[int, None] = OrderedDict((i, None) for i in range(num_blocks))
+        # Free blocks used before, in eviction order (front = evicted first); values unused.
+        self.free_block_ids: OrderedDict[int, None] = OrderedDict()
+        # Blocks ever handed out: ids below this. The rest are free and untouched; one is taken
+        # only when no used block is free, so the cache's memory is committed as the load needs it.
+        self.num_touched_blocks = 0
         self.cached_block_ids: dict[int, int] = {}  # block hash -> block id
         self.num_prefix_queries = 0  # prompt tokens looked up in the prefix cache
         self.num_prefix_hits = 0  # of which served from cached blocks
@@ -42,7 +49,7 @@ class BlockManager:
 
     @property
     def num_free_blocks(self) -> int:
-        return len(self.free_block_ids)
+        return len(self.free_block_ids) + self.num_blocks - self.num_touched_blocks
 
     @property
     def usage(self) -> float:
@@ -107,6 +114,11 @@ class BlockManager:
         return True
 
     def _take_free_block(self) -> int:
+        if not self.free_block_ids:  # every used block is taken: touch the next one
+            block_id = self.num_touched_blocks
+            self.num_touched_blocks += 1
+            self.blocks[block_id].ref_count = 1
+            return block_id
         block_id, _ = self.free_block_ids.popitem(last=False)
         block = self.blocks[block_id]
         if block.block_hash is not None:

@@ -34,6 +34,8 @@ class EngineStats:
     kv_cache_usage: float
     prefix_cache_hit_rate: float
     num_preemptions: int
+    kv_cache_reserved_bytes: int = 0  # the whole cache, allocated (not committed) at load
+    kv_cache_committed_bytes: int = 0  # the part of it touched so far (see ModelRunner)
 
 
 class Engine:
@@ -144,12 +146,12 @@ class Engine:
         runner_out = self.runner.execute(sched)
         return outputs + self.scheduler.update_from_output(sched, runner_out)
 
-    def fail_all(self, message: str) -> list[EngineOutput]:
-        """Finish every unfinished request with ``error`` (used when a step raised)."""
+    def finish_all(self, reason: str, error: str | None = None) -> list[EngineOutput]:
+        """Finish every unfinished request, waiting or running, with ``reason`` (``abort`` at
+        shutdown, ``error`` when the engine died); returns their final outputs."""
         for request_id in list(self.scheduler.requests):
-            self.abort(request_id, reason="error", error=message)
+            self.abort(request_id, reason, error)
         outputs, self._aborted = self._aborted, []
-        logger.error("engine step failed; %d requests failed: %s", len(outputs), message)
         return outputs
 
     def stats(self) -> EngineStats:
@@ -162,6 +164,8 @@ class Engine:
             if bm.num_prefix_queries
             else 0.0,
             num_preemptions=self.scheduler.num_preemptions,
+            kv_cache_reserved_bytes=self.runner.num_blocks * self.runner.bytes_per_block,
+            kv_cache_committed_bytes=self.runner.kv_cache_committed_bytes(bm.num_touched_blocks),
         )
 
     def generate(

@@ -41,6 +41,7 @@ class ModelRunner:
             )
         self.device = config.device
         self.block_size = config.block_size
+        self.bytes_per_block = self._bytes_per_block()  # K and V of one block, all layers
         self.num_blocks = config.num_blocks or self._default_num_blocks()
         self._allocate_kv_cache()
 
@@ -53,7 +54,7 @@ class ModelRunner:
         """Enough blocks for max_num_seqs full-length sequences, within kv_cache_bytes."""
         per_sequence = -(-self.config.max_model_len // self.block_size)
         wanted = self.config.max_num_seqs * per_sequence + 1
-        per_block = self._bytes_per_block()
+        per_block = self.bytes_per_block
         affordable = self.config.kv_cache_bytes // per_block if per_block else wanted
         return max(min(wanted, affordable), per_sequence + 1)
 
@@ -76,8 +77,15 @@ class ModelRunner:
             "KV cache: %d blocks x %d tokens (%.0f MiB)",
             self.num_blocks,
             self.block_size,
-            self.num_blocks * self._bytes_per_block() / 2**20,
+            self.num_blocks * self.bytes_per_block / 2**20,
         )
+
+    def kv_cache_committed_bytes(self, num_touched_blocks: int) -> int:
+        """About how much of the KV cache the OS has committed once blocks ``0..num_touched_blocks-1``
+        were used (block 0 is written at allocation). Each layer's cache is one ``[heads, slots,
+        head_dim]`` tensor, so the touched slots are one contiguous run per head: exact up to
+        rounding each run to a page."""
+        return max(1, num_touched_blocks) * self.bytes_per_block
 
     def _zero_fresh_blocks(self, sched: SchedulerOutput) -> None:
         """Zero blocks on their first use. Attention reads whole blocks (and padding) under a mask,

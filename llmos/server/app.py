@@ -8,12 +8,16 @@ with a generic 500 that carries no traceback.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import logging
+import logging.handlers
+import queue
 import signal
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -25,11 +29,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from llmos import __version__
 from llmos.config import Settings
 from llmos.errors import LLMOSError
+from llmos.monitor.metrics import ServerMetrics
+from llmos.server.access import AccessControl
+from llmos.server.admin import router as admin_router
 from llmos.server.datasets import router as datasets_router
 from llmos.server.explain import router as explain_router
 from llmos.server.jobs import router as jobs_router
-from llmos.server.metrics import ServerMetrics
-from llmos.server.middleware import GuardMiddleware
+from llmos.server.middleware import AccessMiddleware, stamped
 from llmos.server.model_pool import ModelPool
 from llmos.server.native import router as native_router
 from llmos.server.routes import router
@@ -83,15 +89,18 @@ class Startup:
             self.done.set()
 
 
-async def _expire_idle(pool: ModelPool) -> None:
+async def _expire_idle(pool: ModelPool, control: AccessControl) -> None:
     """Every second unload models idle past their keep-alive; every few seconds notice names the
-    registry moved (a newer ``latest``), so they load the version they now mean."""
+    registry moved (a newer ``latest``), so they load the version they now mean; every hour drop
+    usage rows past their retention."""
     for tick in itertools.count(1):
         await asyncio.sleep(1.0)
         try:
             await asyncio.to_thread(pool.expire)
             if tick % 5 == 0:
                 await asyncio.to_thread(pool.refresh_names)
+            if tick % 3600 == 1:
+                await control.expire_usage()
         except Exception:  # the reaper must keep running
             logger.exception("unloading idle models failed")
 
@@ -101,20 +110,28 @@ def create_app(
 ) -> FastAPI:
     """The app serving ``pool``'s models; ``preload`` models load in the background at startup."""
     pool = pool or ModelPool(settings)
-    metrics = ServerMetrics(pool.engines)
+    budgets: dict[str, Any] = {}
+    metrics = ServerMetrics(pool.engines, budgets=lambda: budgets["limiter"].budget_remaining())
+    control = AccessControl(settings, metrics)
+    budgets["limiter"] = control.limiter
     pool.metrics = metrics
     startup = Startup(pool, list(preload or []))
+    tracing = _tracing(settings)
+    guardrails = _guardrails(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         startup.start()
-        reaper = asyncio.create_task(_expire_idle(pool))
+        reaper = asyncio.create_task(_expire_idle(pool, control))
         yield
         pool.is_draining = True
         reaper.cancel()
         with suppress(asyncio.CancelledError):
             await reaper
         await asyncio.to_thread(pool.close)
+        await asyncio.to_thread(control.close)
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)
 
     app = FastAPI(
         title="llmos",
@@ -126,39 +143,120 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.startup = startup
-    app.state.serving = OpenAIServing(pool, metrics, settings.request_timeout, startup.preload)
+    app.state.access = control
+    app.state.guardrails = guardrails
+    app.state.serving = OpenAIServing(
+        pool,
+        metrics,
+        settings.request_timeout,
+        startup.preload,
+        access=control,
+        guardrails=guardrails,
+        log_prompts=settings.log_prompts,
+    )
     app.include_router(router)
     app.include_router(native_router)
     app.include_router(datasets_router)
     app.include_router(jobs_router)
     app.include_router(explain_router)
     app.include_router(tasks_router)
+    app.include_router(admin_router)
     app.add_middleware(
-        GuardMiddleware, api_keys=settings.api_key_list, max_request_bytes=settings.max_request_bytes
+        AccessMiddleware,
+        control=control,
+        max_request_bytes=settings.max_request_bytes,
+        on_done=None if tracing is None else (lambda record: tracing.record(record, record.traceparent)),
     )
 
     @app.exception_handler(LLMOSError)
     async def llmos_error(_: Request, exc: LLMOSError) -> JSONResponse:
+        headers = dict(getattr(exc, "headers", None) or {})
         retry_after = getattr(exc, "retry_after", None)
-        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-        return JSONResponse(exc.to_openai(), status_code=exc.status_code, headers=headers)
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        return JSONResponse(stamped(exc.to_openai()), status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = _validation_message(exc)
-        return JSONResponse(error_body(message, "invalid_request_error", None, param), status_code=400)
+        body = error_body(message, "invalid_request_error", None, param)
+        return JSONResponse(stamped(body), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code)
+        return JSONResponse(stamped(error_body(str(exc.detail), kind)), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error")
-        return JSONResponse(error_body("Internal server error.", "server_error"), status_code=500)
+        body = stamped(error_body("Internal server error.", "server_error"))
+        return JSONResponse(body, status_code=500)
 
     return app
+
+
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Hands log lines to a writer thread; when the writer is stuck (a full pipe nobody reads) the
+    lines are counted and dropped instead of stopping the event loop or piling up in memory."""
+
+    dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)  # type: ignore[union-attr]
+        except queue.Full:
+            self.dropped += 1
+
+
+ACCESS_LOG_BACKLOG = 10_000  # lines waiting for the writer before new ones are dropped
+
+
+def configure_access_log(settings: Settings) -> None:
+    """Where the one-JSON-line-per-request access log goes: ``-`` stderr, a file, or ``off``.
+    Lines are written by a background thread, never by the event loop."""
+    target = settings.access_log.strip()
+    log = logging.getLogger("llmos.access")
+    log.propagate = False
+    for old in list(log.handlers):
+        log.removeHandler(old)
+    if target.lower() in ("off", "none", "0", ""):
+        log.disabled = True
+        return
+    log.disabled = False
+    writer: logging.Handler = logging.StreamHandler() if target == "-" else logging.FileHandler(target)
+    writer.setFormatter(logging.Formatter("%(message)s"))
+    lines: queue.Queue[logging.LogRecord] = queue.Queue(ACCESS_LOG_BACKLOG)
+    listener = logging.handlers.QueueListener(lines, writer)
+    listener.start()
+
+    def flush() -> None:  # at exit: write what is queued, but never wait long on a stuck stream
+        listener.enqueue_sentinel()
+        thread = getattr(listener, "_thread", None)
+        if thread is not None:
+            thread.join(timeout=2.0)
+
+    atexit.register(flush)
+    log.addHandler(_DroppingQueueHandler(lines))
+    log.setLevel(logging.INFO)
+
+
+def _tracing(settings: Settings) -> Any:
+    """OpenTelemetry spans per request when ``LLMOS_OTLP_ENDPOINT`` is set (else nothing loads)."""
+    if not settings.otlp_endpoint:
+        return None
+    from llmos.monitor.tracing import Tracing
+
+    return Tracing.from_endpoint(settings.otlp_endpoint)
+
+
+def _guardrails(settings: Settings) -> Any:
+    """The guardrail rules of ``LLMOS_GUARDRAILS`` (a YAML file), checked at start-up."""
+    if not settings.guardrails:
+        return None
+    from llmos.guardrails import GuardrailConfig
+
+    return GuardrailConfig.load(Path(settings.guardrails))
 
 
 class DrainingServer(uvicorn.Server):

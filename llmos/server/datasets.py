@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from llmos import data
 from llmos.data.version import STATUSES
+from llmos.server.auth import requires
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 
@@ -38,20 +39,20 @@ class ReviewRequest(BaseModel):
     status: str = Field(pattern="^(" + "|".join(STATUSES) + ")$")
 
 
-@router.get("")
+@router.get("", **requires("datasets"))
 async def list_datasets(request: Request) -> dict[str, Any]:
     versions = await asyncio.to_thread(data.list, request.app.state.settings)
     return {"datasets": [v.to_dict() for v in versions]}
 
 
-@router.get("/{name}")
+@router.get("/{name}", **requires("datasets"))
 async def show_dataset(name: str, request: Request) -> dict[str, Any]:
     """One version (``name`` = the newest, ``name:N``): splits, lineage and its report."""
     version = await asyncio.to_thread(data.show, name, request.app.state.settings)
     return version.to_dict()
 
 
-@router.get("/{name}/rows")
+@router.get("/{name}/rows", **requires("datasets"))
 async def dataset_rows(
     name: str,
     request: Request,
@@ -68,7 +69,7 @@ async def dataset_rows(
     return {"ref": version.ref, "offset": offset, "limit": limit, "total": version.num_rows, "rows": rows}
 
 
-@router.post("/{name}/annotations")
+@router.post("/{name}/annotations", **requires("datasets"))
 async def add_annotation(name: str, body: AnnotationRequest, request: Request) -> dict[str, Any]:
     """Record a label (committed before the answer); labelling the same row again changes it."""
     annotation = await asyncio.to_thread(
@@ -77,7 +78,7 @@ async def add_annotation(name: str, body: AnnotationRequest, request: Request) -
     return annotation.to_dict()
 
 
-@router.get("/{name}/annotations")
+@router.get("/{name}/annotations", **requires("datasets"))
 async def list_annotations(
     name: str, request: Request, annotator: str | None = Query(None, min_length=1, max_length=128)
 ) -> dict[str, Any]:
@@ -85,7 +86,7 @@ async def list_annotations(
     return {"annotations": [a.to_dict() for a in found]}
 
 
-@router.post("/{name}/reviews")
+@router.post("/{name}/reviews", **requires("datasets"))
 async def review_annotation(name: str, body: ReviewRequest, request: Request) -> dict[str, Any]:
     annotation = await asyncio.to_thread(
         data.review, name, body.row_id, body.annotator, body.status, request.app.state.settings
@@ -93,7 +94,7 @@ async def review_annotation(name: str, body: ReviewRequest, request: Request) ->
     return annotation.to_dict()
 
 
-@router.get("/{name}/agreement")
+@router.get("/{name}/agreement", **requires("datasets"))
 async def dataset_agreement(name: str, request: Request) -> dict[str, Any]:
     """Percent agreement and Cohen's kappa for every pair of annotators of the version."""
     settings = request.app.state.settings

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from llmos.config import Settings
 from llmos.explain import ExplainModel, explain, load_explain_model
 from llmos.runtime.model_runtime import resolve_model_dir
+from llmos.server.auth import requires
 
 router = APIRouter(prefix="/api", tags=["explain"])
 
@@ -58,7 +59,7 @@ def _loaded(request: Request) -> _LoadedModel:
     return loaded
 
 
-@router.post("/explain")
+@router.post("/explain", **requires("eval"))
 async def explain_route(body: ExplainRequest, request: Request) -> dict[str, Any]:
     """The ``Explanation`` as JSON; errors (unknown model, bad method) map through ``llmos.errors``."""
     loaded, settings = _loaded(request), request.app.state.settings

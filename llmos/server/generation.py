@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from llmos.engine.outputs import Completion, RequestOutput
 from llmos.engine.sampling_params import SamplingParams
 from llmos.errors import ContextOverflow, GenerationFailed, LLMOSError, RequestTimeout
+from llmos.monitor.metrics import RequestClock, ServerMetrics
+from llmos.monitor.requests import current_request
 from llmos.runtime.model_runtime import ModelRuntime
-from llmos.server.metrics import ServerMetrics
 
 
 class Generation:
@@ -47,7 +48,11 @@ class Generation:
         """
         merged: asyncio.Queue[tuple[int, RequestOutput] | None] = asyncio.Queue()
         name = self.runtime.name
-        clocks = [self.metrics.clock(name, len(self.prompt_ids)) for _ in self.params]
+        # the n choices share one prompt: it is counted once, as the response's usage counts it
+        clocks = [
+            self.metrics.clock(name, len(self.prompt_ids) if i == 0 else 0) for i in range(len(self.params))
+        ]
+        finals: dict[int, RequestOutput] = {}
 
         async def pump(index: int, params: SamplingParams) -> None:
             async for out in self.runtime.engine.generate(self.prompt_ids, params):
@@ -73,6 +78,7 @@ class Generation:
                 index, out = item
                 clocks[index].token(len(out.token_ids))
                 if out.finished:
+                    finals[index] = out
                     clocks[index].finish(out.finish_reason, out.queue_seconds)
                 if out.finish_reason == "error":
                     raise GenerationFailed.because(out.error)
@@ -82,6 +88,24 @@ class Generation:
                 task.cancel()
             for clock in clocks:
                 clock.finish("abort")
+            self._account(clocks, finals)
+
+    def _account(self, clocks: list[RequestClock], finals: dict[int, RequestOutput]) -> None:
+        """Add each choice to the HTTP request's record (tokens, finish reason, timings)."""
+        record = current_request()
+        if record is None:
+            return
+        for i, clock in enumerate(clocks):
+            out = finals.get(i)
+            record.add_generation(
+                prompt_tokens=clock.num_prompt_tokens,
+                completion_tokens=clock.num_output_tokens,
+                cached_tokens=(out.num_cached_tokens or 0) if out is not None and i == 0 else 0,
+                finish_reason=out.finish_reason if out is not None else "abort",
+                queue_seconds=None if out is None else out.queue_seconds,
+                engine_arrival=clock.arrival,
+                first_token=clock.first_token,
+            )
 
     async def collect(self) -> list[Completion]:
         """The n completions, in choice order; raises as ``stream``."""

@@ -10,6 +10,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
+from llmos.server.access import audit
+from llmos.server.auth import requires
 from llmos.train.config import TrainConfig
 from llmos.train.jobs import JobStore, cancel_job, start_job
 
@@ -20,13 +22,13 @@ def _jobs(request: Request) -> JobStore:
     return JobStore(request.app.state.settings)
 
 
-@router.get("")
+@router.get("", **requires("training"))
 async def list_jobs(request: Request) -> dict[str, Any]:
     jobs = await asyncio.to_thread(lambda: _jobs(request).all())
     return {"jobs": [j.to_dict() for j in jobs]}
 
 
-@router.post("")
+@router.post("", **requires("training"))
 async def create_job(body: dict[str, Any], request: Request) -> dict[str, Any]:
     """Start a job from TrainConfig fields (``nproc`` too); 400 names a bad field."""
     nproc = int(body.pop("nproc", 1) or 1)
@@ -37,14 +39,14 @@ async def create_job(body: dict[str, Any], request: Request) -> dict[str, Any]:
     return store.get(job.id).to_dict()
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", **requires("training"))
 async def show_job(job_id: str, request: Request) -> dict[str, Any]:
     store = _jobs(request)
     job = await asyncio.to_thread(store.get, job_id)
     return {**job.to_dict(), "losses": store.losses(job_id)}
 
 
-@router.get("/{job_id}/logs")
+@router.get("/{job_id}/logs", **requires("training"))
 async def job_logs(job_id: str, request: Request, offset: int = Query(0, ge=0)) -> PlainTextResponse:
     """The log from byte ``offset``; the ``X-Next-Offset`` header says where to continue."""
     store = _jobs(request)
@@ -59,12 +61,14 @@ async def job_logs(job_id: str, request: Request, offset: int = Query(0, ge=0)) 
     return PlainTextResponse(text, headers={"X-Next-Offset": str(end)})
 
 
-@router.post("/{job_id}/cancel")
+@router.post("/{job_id}/cancel", **requires("training"))
 async def cancel(job_id: str, request: Request) -> dict[str, Any]:
-    return (await asyncio.to_thread(cancel_job, _jobs(request), job_id)).to_dict()
+    job = await asyncio.to_thread(cancel_job, _jobs(request), job_id)
+    audit(request, "job.cancelled", job_id)
+    return job.to_dict()
 
 
-@router.post("/{job_id}/resume")
+@router.post("/{job_id}/resume", **requires("training"))
 async def resume(job_id: str, request: Request) -> dict[str, Any]:
     store = _jobs(request)
     await asyncio.to_thread(start_job, store, store.get(job_id), resume=True)

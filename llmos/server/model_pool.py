@@ -5,7 +5,8 @@ pool.lease(model, n) as lease`` — counting the engine requests it will run; wh
 running batch plus its waiting queue is full, the lease is refused with ``ServerBusy`` (429 +
 Retry-After). Idle models expire after their keep-alive; when a new model needs room
 (``max_loaded_models``, ``memory_budget_mb``), the least recently used idle, unpinned model is
-unloaded.
+unloaded. A model whose engine died (a step failed outside any one request) is dropped as soon as
+the pool notices — the next lookup, or the reaper's tick — and the next request loads it again.
 """
 
 from __future__ import annotations
@@ -34,16 +35,38 @@ def runtime_kind(runtime: Runtime) -> str:
     return "embedding" if isinstance(runtime, EmbeddingRuntime) else "generate"
 
 
-def runtime_memory_bytes(runtime: Runtime) -> int:
-    """Weights plus the KV cache reserved for them (the cache is committed as it fills)."""
+@dataclass(frozen=True, slots=True)
+class RuntimeMemory:
+    """A loaded model's memory: its weights and its KV cache, reserved whole at load and
+    committed by the OS page by page as blocks are first used (``EngineStats``)."""
+
+    weights_bytes: int
+    kv_reserved_bytes: int = 0
+    kv_committed_bytes: int = 0
+
+    @property
+    def reserved_bytes(self) -> int:
+        return self.weights_bytes + self.kv_reserved_bytes
+
+    @property
+    def committed_bytes(self) -> int:
+        return self.weights_bytes + self.kv_committed_bytes
+
+
+def runtime_memory(runtime: Runtime) -> RuntimeMemory:
     if isinstance(runtime, EmbeddingRuntime):
-        return runtime.memory_bytes
+        return RuntimeMemory(runtime.memory_bytes)
     engine = getattr(runtime.engine, "engine", None)
     if engine is None:
-        return 0
-    runner = engine.runner
-    weights = sum(p.numel() * p.element_size() for p in runner.model.parameters())
-    return weights + runner.num_blocks * runner._bytes_per_block()
+        return RuntimeMemory(0)
+    weights = sum(p.numel() * p.element_size() for p in engine.runner.model.parameters())
+    stats = engine.stats()
+    return RuntimeMemory(weights, stats.kv_cache_reserved_bytes, stats.kv_cache_committed_bytes)
+
+
+def runtime_memory_bytes(runtime: Runtime) -> int:
+    """Weights plus the KV cache reserved for them (the cache is committed as it fills)."""
+    return runtime_memory(runtime).reserved_bytes
 
 
 def _estimate_bytes(path: Path) -> int:
@@ -107,8 +130,16 @@ class ModelPool:
         return {n: e.runtime.engine for n, e in self.entries.items() if isinstance(e.runtime, ModelRuntime)}
 
     def find(self, ref: str) -> PoolEntry | None:
+        """The entry ``ref`` names, or None; a dead engine's entry is dropped first (None then)."""
         canonical = self.names.get(ref)
-        return self.entries.get(canonical) if canonical else None
+        entry = self.entries.get(canonical) if canonical else None
+        if entry is not None and self._drop_if_dead(entry):
+            return None
+        return entry
+
+    def dead(self) -> list[str]:
+        """Names of the loaded models whose engine has died (until the pool drops them)."""
+        return sorted(e.name for e in list(self.entries.values()) if not e.runtime.is_healthy)
 
     # --- loading ----------------------------------------------------------------------------
     def load_sync(self, ref: str, *, keep_alive: float | None = None, pin: bool = False) -> PoolEntry:
@@ -116,12 +147,15 @@ class ModelPool:
         server's default, negative: never); an already loaded model gets the new keep-alive/pin."""
         with self._load_lock:
             name, path, manifest = resolve_model_dir(ref, self.settings, verify=False, allow_path=False)
+            for other in list(self.entries.values()):  # a dead engine neither serves nor needs room
+                self._drop_if_dead(other)
             entry = self.entries.get(name)
             if entry is None:
                 self._make_room(_estimate_bytes(path), exclude=name)
                 runtime = self._load_runtime(ref)
                 if self.metrics is not None:
                     self.metrics.model_load_seconds.labels(name).inc(runtime.load_seconds)
+                    self.metrics.model_loads.labels(name).inc()
                 entry = PoolEntry(runtime, self._keep_alive(keep_alive), pin, runtime_memory_bytes(runtime))
             elif keep_alive is not None:
                 entry.keep_alive = self._keep_alive(keep_alive)
@@ -205,12 +239,18 @@ class ModelPool:
 
     # --- unloading --------------------------------------------------------------------------
     def _make_room(self, incoming_bytes: int, exclude: str) -> None:
-        """Unload idle, unpinned models (least recently used first) until ``incoming`` fits."""
+        """Unload idle, unpinned models (least recently used first) until ``incoming`` fits.
+
+        The memory budget counts what the loaded models have *committed* — weights plus the KV
+        blocks they have touched so far — not their whole reserved KV caches, which the OS backs
+        only as they fill. So the budget bounds the memory in use when a model loads; a cache that
+        fills later can still take the total past it (set ``kv_cache_memory_mb`` to bound that).
+        """
         budget = self.settings.memory_budget_mb << 20
 
         def full() -> bool:
             others = [e for n, e in self.entries.items() if n != exclude]
-            used = sum(e.memory_bytes for e in others)
+            used = sum(runtime_memory(e.runtime).committed_bytes for e in others)
             over_budget = bool(budget) and used + incoming_bytes > budget
             return len(others) >= self.settings.max_loaded_models or over_budget
 
@@ -230,17 +270,43 @@ class ModelPool:
     def unload(self, ref: str) -> str | None:
         """Unload a model now (its running requests finish with ``abort``); its name, or None."""
         with self._sync_lock:
-            entry = self.find(ref) or self.entries.get(ref)
+            canonical = self.names.get(ref)
+            entry = (self.entries.get(canonical) if canonical else None) or self.entries.get(ref)
             if entry is None:
                 return None
-            del self.entries[entry.name]
-            for alias in [a for a, n in self.names.items() if n == entry.name]:
-                del self.names[alias]
+            self._forget(entry)
         entry.runtime.close()
         return entry.name
 
+    def _drop_if_dead(self, entry: PoolEntry) -> bool:
+        """Unload ``entry`` if its engine has died, counting an engine restart (the next request
+        loads the model again); True when this call dropped it."""
+        if entry.runtime.is_healthy:
+            return False
+        with self._sync_lock:
+            if self.entries.get(entry.name) is not entry:  # another thread dropped it first
+                return False
+            self._forget(entry)
+        error = getattr(getattr(entry.runtime, "engine", None), "error", None)
+        logger.error(
+            "the engine of %s died (%r): unloading it; the next request reloads it", entry.name, error
+        )
+        if self.metrics is not None:
+            self.metrics.engine_restarts.labels(entry.name).inc()
+        entry.runtime.close()
+        return True
+
+    def _forget(self, entry: PoolEntry) -> None:
+        """Take ``entry`` and its names out of the pool (the caller holds ``_sync_lock``)."""
+        del self.entries[entry.name]
+        for alias in [a for a, n in self.names.items() if n == entry.name]:
+            del self.names[alias]
+
     def expire(self, now: float | None = None) -> list[str]:
-        """Unload every model idle past its keep-alive; returns their names."""
+        """Drop models whose engine died and unload every model idle past its keep-alive; returns
+        the names of the expired ones."""
+        for entry in list(self.entries.values()):
+            self._drop_if_dead(entry)
         now = time.monotonic() if now is None else now
         expired = [
             e.name
@@ -280,10 +346,14 @@ class ModelPool:
         now = time.monotonic()
         rows = []
         for e in list(self.entries.values()):
+            memory = runtime_memory(e.runtime)
             row: dict[str, Any] = {
                 "name": e.name,
                 "kind": runtime_kind(e.runtime),
-                "memory_bytes": e.memory_bytes,
+                "memory_bytes": e.memory_bytes,  # reserved: weights + the whole KV cache
+                "memory_committed_bytes": memory.committed_bytes,  # weights + the KV touched so far
+                "kv_reserved_bytes": memory.kv_reserved_bytes,
+                "kv_committed_bytes": memory.kv_committed_bytes,
                 "idle_seconds": 0.0 if e.num_active else round(now - e.last_used, 1),
                 "expires_in": None if (left := e.expires_in(now)) is None else round(left, 1),
                 "keep_alive": e.keep_alive,

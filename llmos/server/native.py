@@ -22,6 +22,8 @@ from llmos.errors import LLMOSError, ModelNotFound
 from llmos.registry import ModelVersion, Registry, find_entry, load_catalog
 from llmos.registry.versions.aliases import check_removable
 from llmos.runtime import capability
+from llmos.server.access import audit
+from llmos.server.auth import requires
 from llmos.server.model_pool import ModelPool
 from llmos.server.protocol import LoadRequest, PullRequest
 from llmos.store.names import HUB_PREFIX
@@ -84,13 +86,14 @@ def _describe(mv: ModelVersion, pool: ModelPool) -> dict[str, Any]:
     }
 
 
-@router.get("/models")
+@router.get("/models", **requires("models:read"))
 async def list_models(request: Request) -> dict[str, Any]:
     versions = await asyncio.to_thread(_with_registry, request, lambda r: r.list())
     return {"models": [_describe(mv, _pool(request)) for mv in versions]}
 
 
-@router.get("/models/{name:path}/history")  # before GET /models/{name:path}, which would match it
+# before GET /models/{name:path}, which would match it
+@router.get("/models/{name:path}/history", **requires("models:read"))
 async def model_history(name: str, request: Request) -> dict[str, Any]:
     found = await asyncio.to_thread(_with_registry, request, lambda r: r.history(name))
     pool = _pool(request)
@@ -101,19 +104,21 @@ async def model_history(name: str, request: Request) -> dict[str, Any]:
     }
 
 
-@router.post("/models/{name:path}/tag")
+@router.post("/models/{name:path}/tag", **requires("models:write"))
 async def tag_model(name: str, body: TagRequest, request: Request) -> dict[str, Any]:
     mv = await asyncio.to_thread(_with_registry, request, lambda r: r.tag(name, body.alias))
+    audit(request, "model.tagged", mv.ref, {"alias": body.alias})
     return _describe(mv, _pool(request))
 
 
-@router.post("/models/{name:path}/copy")
+@router.post("/models/{name:path}/copy", **requires("models:write"))
 async def copy_model(name: str, body: CopyRequest, request: Request) -> dict[str, Any]:
     mv = await asyncio.to_thread(_with_registry, request, lambda r: r.copy(name, body.destination))
+    audit(request, "model.copied", mv.ref, {"source": name})
     return _describe(mv, _pool(request))
 
 
-@router.post("/verify")
+@router.post("/verify", **requires("models:write"))
 async def verify(request: Request, body: VerifyRequest | None = None) -> dict[str, Any]:
     """Re-hash stored files; ``ok`` is false (with each problem listed) when any file is wrong."""
     name = body.name if body else None
@@ -121,7 +126,7 @@ async def verify(request: Request, body: VerifyRequest | None = None) -> dict[st
     return report.to_dict()
 
 
-@router.post("/gc")
+@router.post("/gc", **requires("models:write"))
 async def gc(request: Request, body: GcRequest | None = None) -> dict[str, Any]:
     """Remove unreferenced blobs, orphan snapshots and stale temp files (``dry_run``: only list them)."""
     dry_run = body.dry_run if body else False
@@ -129,13 +134,13 @@ async def gc(request: Request, body: GcRequest | None = None) -> dict[str, Any]:
     return report.to_dict()
 
 
-@router.get("/models/{name:path}")
+@router.get("/models/{name:path}", **requires("models:read"))
 async def show_model(name: str, request: Request) -> dict[str, Any]:
     mv = await asyncio.to_thread(_with_registry, request, lambda r: r.resolve(name))
     return {**_describe(mv, _pool(request)), "path": str(mv.path), "manifest": mv.manifest.to_dict()}
 
 
-@router.delete("/models/{name:path}")
+@router.delete("/models/{name:path}", **requires("models:write"))
 async def delete_model(name: str, request: Request, force: bool = False) -> dict[str, Any]:
     """Remove a version (or every version of a bare name); 409 while an alias other than
     ``latest`` points at one, unless ``?force=true``."""
@@ -149,10 +154,11 @@ async def delete_model(name: str, request: Request, force: bool = False) -> dict
         return registry.remove(name, force=force)
 
     removed = await asyncio.to_thread(_with_registry, request, remove)
+    audit(request, "model.deleted", name, {"versions": [mv.ref for mv in removed], "force": force})
     return {"deleted": [mv.ref for mv in removed]}
 
 
-@router.post("/models/{name:path}/load")
+@router.post("/models/{name:path}/load", **requires("models:write"))
 async def load_model(name: str, request: Request, body: LoadRequest | None = None) -> dict[str, Any]:
     body = body or LoadRequest()
     entry = await _pool(request).load(name, keep_alive=body.keep_alive, pin=body.pin)
@@ -164,7 +170,7 @@ async def load_model(name: str, request: Request, body: LoadRequest | None = Non
     }
 
 
-@router.post("/models/{name:path}/unload")
+@router.post("/models/{name:path}/unload", **requires("models:write"))
 async def unload_model(name: str, request: Request) -> dict[str, Any]:
     unloaded = await asyncio.to_thread(_pool(request).unload, name)
     if unloaded is None:
@@ -172,7 +178,7 @@ async def unload_model(name: str, request: Request) -> dict[str, Any]:
     return {"model": unloaded, "unloaded": True}
 
 
-@router.get("/ps")
+@router.get("/ps", **requires("models:read"))
 async def ps(request: Request) -> dict[str, Any]:
     return {"models": _pool(request).ps()}
 
@@ -200,7 +206,7 @@ class _QueueProgress:
         self.emit({"status": "pulling", "detail": description, "completed": done, "total": total or done})
 
 
-@router.post("/pull", response_model=None)
+@router.post("/pull", response_model=None, **requires("models:write"))
 async def pull(body: PullRequest, request: Request) -> Any:
     """Pull a catalog model; with ``stream`` (the default) progress arrives as NDJSON lines."""
     loop = asyncio.get_running_loop()
@@ -211,6 +217,7 @@ async def pull(body: PullRequest, request: Request) -> Any:
 
     def run(registry: Registry) -> dict[str, Any]:
         mv = registry.pull(body.name, _QueueProgress(emit), force=body.force)
+        audit(request, "model.pulled", mv.ref, {"name": body.name, "digest": mv.digest})
         return {"status": "success", "model": mv.ref, "digest": mv.digest}
 
     if not body.stream:

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from llmos.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from llmos.monitor.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from llmos.server.auth import check_model, requires
 from llmos.server.model_pool import ModelPool
 from llmos.server.protocol import (
     ChatCompletionRequest,
@@ -64,7 +65,7 @@ def _serving(request: Request) -> OpenAIServing:
     return request.app.state.serving
 
 
-@router.get("/health")
+@router.get("/health", **requires("public"))
 async def health(request: Request) -> JSONResponse:
     """Liveness: cheap, never waits on an engine."""
     dead = [r.name for r in _pool(request).runtimes.values() if not r.is_healthy]
@@ -73,9 +74,10 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/ready")
+@router.get("/ready", **requires("metrics"))
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: 503 while preloading models or draining, so a load balancer holds traffic."""
+    """Readiness: 503 while preloading models, draining, or holding a dead engine (until the pool
+    drops it, within a second; the next request then reloads it), so a load balancer holds traffic."""
     startup, pool = request.app.state.startup, _pool(request)
     loaded = sorted(pool.entries)
     if pool.is_draining:
@@ -85,62 +87,71 @@ async def ready(request: Request) -> JSONResponse:
     if startup.error:
         body = {"status": "failed", "error": startup.error, "models": loaded}
         return JSONResponse(body, status_code=503)
+    dead = pool.dead()
+    if dead:
+        body = {"status": "engine_dead", "dead_engines": dead, "models": loaded}
+        return JSONResponse(body, status_code=503)
     return JSONResponse({"status": "ready", "models": loaded})
 
 
-@router.get("/metrics")
+@router.get("/metrics", **requires("metrics"))
 async def metrics(request: Request) -> Response:
     """Prometheus text format; every series is prefixed ``llmos:`` and labelled by model."""
     return Response(request.app.state.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
 
-@router.get("/v1/models", response_model=ModelList)
+@router.get("/v1/models", response_model=ModelList, **requires("models:read"))
 async def list_models(request: Request) -> ModelList:
     return await _serving(request).models()
 
 
-@router.get("/v1/models/{model_id:path}", response_model=ModelCard)
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard, **requires("models:read"))
 async def get_model(model_id: str, request: Request) -> ModelCard:
     return await _serving(request).model(model_id)
 
 
-@router.get("/tokenizer_info", response_model=TokenizerInfo)
+@router.get("/tokenizer_info", response_model=TokenizerInfo, **requires("inference"))
 async def tokenizer_info(request: Request, model: str | None = None) -> TokenizerInfo:
     """vLLM's tokenizer description, for clients that tokenize as the server does (lm-eval's
     ``local-completions`` asks it without a model: then the server's first model answers)."""
     return await _serving(request).tokenizer_info(model)
 
 
-@router.post("/tokenize", response_model=TokenizeResponse)
+@router.post("/tokenize", response_model=TokenizeResponse, **requires("inference"))
 async def tokenize(body: TokenizeRequest, request: Request) -> TokenizeResponse:
     return await _serving(request).tokenize(body)
 
 
-@router.post("/detokenize", response_model=DetokenizeResponse)
+@router.post("/detokenize", response_model=DetokenizeResponse, **requires("inference"))
 async def detokenize(body: DetokenizeRequest, request: Request) -> DetokenizeResponse:
     return await _serving(request).detokenize(body)
 
 
-@router.post("/v1/chat/completions", response_model=ChatCompletionResponse, responses=STREAM)
+@router.post(
+    "/v1/chat/completions", response_model=ChatCompletionResponse, responses=STREAM, **requires("inference")
+)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    check_model(request, body.model)
     if body.stream:
         return await _event_stream(_serving(request).chat_stream(body))
     return await _unless_disconnected(request, _serving(request).chat(body))
 
 
-@router.post("/v1/completions", response_model=CompletionResponse, responses=STREAM)
+@router.post("/v1/completions", response_model=CompletionResponse, responses=STREAM, **requires("inference"))
 async def completions(body: CompletionRequest, request: Request) -> Any:
+    check_model(request, body.model)
     if body.stream:
         return await _event_stream(_serving(request).complete_stream(body))
     return await _unless_disconnected(request, _serving(request).complete(body))
 
 
-@router.post("/v1/embeddings", response_model=EmbeddingResponse)
+@router.post("/v1/embeddings", response_model=EmbeddingResponse, **requires("inference"))
 async def embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingResponse:
+    check_model(request, body.model)
     return await _serving(request).embed(body)
 
 
-@router.get("/version")
+@router.get("/version", **requires("any"))
 async def version() -> dict[str, Any]:
     from llmos import __version__
 

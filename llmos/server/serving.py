@@ -20,10 +20,14 @@ import numpy as np
 from llmos.engine.outputs import Completion
 from llmos.engine.sampling_params import SamplingParams
 from llmos.errors import InvalidRequest, LLMOSError, ModelNotFound
+from llmos.monitor.metrics import ServerMetrics
+from llmos.monitor.requests import current_request
 from llmos.runtime.model_runtime import ModelRuntime
+from llmos.server.access import AccessControl
 from llmos.server.generation import Generation
+from llmos.server.guarded import RequestGuard, admit, keep_texts
 from llmos.server.logprobs import chat_logprobs, completion_logprobs
-from llmos.server.metrics import ServerMetrics
+from llmos.server.middleware import stamped
 from llmos.server.model_pool import Lease, ModelPool, runtime_kind
 from llmos.server.prompts import (
     chat_request,
@@ -68,17 +72,32 @@ class OpenAIServing:
     metrics: ServerMetrics
     request_timeout: float
     preload: list[str] = field(default_factory=list)
+    access: AccessControl | None = None
+    guardrails: Any = None  # a GuardrailConfig, or None: no rules
+    log_prompts: bool = False
+
+    def _guard(self, model: str) -> RequestGuard | None:
+        return RequestGuard.of(self.guardrails, model, self.metrics, self.access, self._classifier_runtime)
+
+    def _classifier_runtime(self, name: str) -> Any:
+        return self.pool.load_sync(name).runtime  # runs on the guard's worker thread
 
     # --- chat and completions ---------------------------------------------------------------
     async def chat(self, body: ChatCompletionRequest) -> ChatCompletionResponse:
+        guard = self._guard(body.model)
         async with self.pool.lease(body.model, body.n) as lease:
             runtime = _generator(lease)
             body = body.with_defaults(runtime.sampling_defaults.to_dict())
+            body = await asyncio.to_thread(guard.chat, body) if guard else body
             prompt_ids, plan, params = chat_request(runtime, body)
+            self._admit(runtime, body.model, prompt_ids, params, "chat", body.temperature)
+            keep_texts(self.log_prompts, prompt=_chat_text(body))
             completions = await self._generation(runtime, prompt_ids, params).collect()
         choices = []
         for i, c in enumerate(completions):
-            message, finish_reason = _chat_message(c.text, c.finish_reason, plan)
+            text = await asyncio.to_thread(guard.output, c.text) if guard else c.text
+            keep_texts(self.log_prompts, output=text)
+            message, finish_reason = _chat_message(text, c.finish_reason, plan)
             logprobs = chat_logprobs(runtime.tokenizer, c.logprobs)
             choices.append(
                 ChatCompletionChoice(index=i, message=message, logprobs=logprobs, finish_reason=finish_reason)
@@ -94,24 +113,34 @@ class OpenAIServing:
     async def chat_stream(self, body: ChatCompletionRequest) -> AsyncGenerator[str, None]:
         """SSE chunks; with tools in play each choice's text is held back until it is complete,
         then sent as one delta of tool calls (or of content, when the model called nothing)."""
+        guard = self._guard(body.model)
         async with self.pool.lease(body.model, body.n) as lease:
             runtime = _generator(lease)
             body = body.with_defaults(runtime.sampling_defaults.to_dict())
+            body = await asyncio.to_thread(guard.chat, body) if guard else body
             prompt_ids, plan, params = chat_request(runtime, body)
+            self._admit(runtime, body.model, prompt_ids, params, "chat", body.temperature)
+            keep_texts(self.log_prompts, prompt=_chat_text(body))
             generation = self._generation(runtime, prompt_ids, params)
-            async for chunk in _chat_chunks(runtime, body, generation, plan):
+            async for chunk in _chat_chunks(runtime, body, generation, plan, guard, self.log_prompts):
                 yield chunk
 
     async def complete(self, body: CompletionRequest) -> CompletionResponse:
+        guard = self._guard(body.model)
         async with self.pool.lease(body.model, body.n * num_prompts(body)) as lease:
             runtime = _generator(lease)
+            body = await asyncio.to_thread(guard.completion, body) if guard else body
             prompts = completion_prompts(runtime, body)
             params = completion_params(body.with_defaults(runtime.sampling_defaults.to_dict()))
+            self._admit_all(runtime, body, prompts, params)
             generations = [self._generation(runtime, prompt, params) for prompt in prompts]
             results = await _collect_all(generations)
         choices: list[CompletionChoice] = []
         for prompt, completions in zip(prompts, results):
             for c in completions:
+                if guard:
+                    c.text = await asyncio.to_thread(guard.output, c.text)
+                keep_texts(self.log_prompts, output=c.text)
                 choices.append(completion_choice(runtime, body, prompt, c, len(choices)))
         counts = [usage(r) for r in results]  # after the choices: score-only ones count no output
         return CompletionResponse(
@@ -123,13 +152,57 @@ class OpenAIServing:
         )
 
     async def complete_stream(self, body: CompletionRequest) -> AsyncGenerator[str, None]:
+        guard = self._guard(body.model)
         async with self.pool.lease(body.model, body.n * num_prompts(body)) as lease:
             runtime = _generator(lease)
+            body = await asyncio.to_thread(guard.completion, body) if guard else body
             prompts = completion_prompts(runtime, body)
             params = completion_params(body.with_defaults(runtime.sampling_defaults.to_dict()))
+            self._admit_all(runtime, body, prompts, params)
             generations = [self._generation(runtime, prompt, params) for prompt in prompts]
-            async for chunk in _completion_chunks(runtime, body, generations):
+            async for chunk in _completion_chunks(runtime, body, generations, guard, self.log_prompts):
                 yield chunk
+
+    def _admit(
+        self,
+        runtime: ModelRuntime,
+        model: str,
+        prompt_ids: list[int],
+        params: list[SamplingParams],
+        operation: str,
+        temperature: float | None,
+    ) -> None:
+        """Record what the request is and reserve its worst case against the key's limits."""
+        record = current_request()
+        if record is not None:
+            record.operation, record.model = operation, model
+            record.max_tokens = params[0].max_tokens if params else None
+            record.temperature = temperature
+        admit(self.access, model, len(prompt_ids), params, runtime.max_model_len)
+
+    def _admit_all(
+        self,
+        runtime: ModelRuntime,
+        body: CompletionRequest,
+        prompts: list[list[int]],
+        params: list[SamplingParams],
+    ) -> None:
+        """``_admit`` for several prompts: their tokens together, each one's choices' worst case."""
+        record = current_request()
+        if record is not None:
+            record.operation, record.model = "text_completion", body.model
+            record.max_tokens = params[0].max_tokens if params else None
+            record.temperature = body.temperature
+        if self.log_prompts:
+            given = body.prompt
+            text = given if isinstance(given, str) else "\n".join(p for p in given if isinstance(p, str))
+            keep_texts(True, prompt=text or runtime.tokenizer.decode(prompts[0]))
+        if self.access is not None:
+            limit = runtime.max_model_len
+            completion = sum(
+                p.max_tokens or max(1, limit - len(prompt)) for prompt in prompts for p in params
+            )
+            self.access.admit(body.model, sum(len(p) for p in prompts), completion)
 
     def _generation(
         self, runtime: ModelRuntime, prompt_ids: list[int], params: list[SamplingParams]
@@ -146,7 +219,17 @@ class OpenAIServing:
                 param="dimensions",
             )
         texts = embedding_texts(runtime, body.input)
+        guard = self._guard(body.model)
+        texts = await asyncio.to_thread(guard.texts, texts) if guard else texts
+        record = current_request()
+        if record is not None:
+            record.operation, record.model = "embeddings", body.model
+        if self.access is not None:  # a text has at most a token per character, plus two specials
+            self.access.admit(body.model, sum(len(t) + 2 for t in texts), 0)
         result = await asyncio.to_thread(runtime.embed, texts, truncate=body.truncate)
+        self.metrics.prompt_tokens.labels(runtime.name).inc(result.num_tokens)
+        if record is not None:
+            record.add_generation(prompt_tokens=result.num_tokens, completion_tokens=0)
         data = [
             Embedding(index=i, embedding=encode_embedding(v, body.encoding_format))
             for i, v in enumerate(result.vectors)
@@ -230,6 +313,11 @@ class OpenAIServing:
         return first
 
 
+def _chat_text(body: ChatCompletionRequest) -> str:
+    """The messages as one text (for the access log, with LLMOS_LOG_PROMPTS=1)."""
+    return "\n".join(f"{m.role}: {m.to_template()['content']}" for m in body.messages)
+
+
 def _generator(lease: Lease) -> ModelRuntime:
     return cast(ModelRuntime, lease.runtime)  # the lease was taken with kind="generate"
 
@@ -311,7 +399,7 @@ async def start_stream(events: AsyncGenerator[str, None]) -> AsyncIterator[str]:
             async for chunk in events:
                 yield chunk
         except LLMOSError as exc:
-            yield sse(exc.to_openai())
+            yield sse(stamped(exc.to_openai()))
             yield sse("[DONE]")
         finally:
             await events.aclose()  # a client that left mid-stream: abort, release the lease
@@ -326,22 +414,37 @@ def _head(kind: str, model: str) -> dict[str, Any]:
 
 
 async def _chat_chunks(
-    runtime: ModelRuntime, body: ChatCompletionRequest, generation: Generation, plan: ToolPlan
+    runtime: ModelRuntime,
+    body: ChatCompletionRequest,
+    generation: Generation,
+    plan: ToolPlan,
+    guard: RequestGuard | None = None,
+    log_prompts: bool = False,
 ) -> AsyncIterator[str]:
     head = _head("chat", body.model)
     finals: dict[int, Completion] = {}
     held: dict[int, list[str]] = {i: [] for i in range(body.n)}
+    # with tools the whole text is checked at the end; otherwise through each choice's window
+    streams = {i: guard.stream() for i in range(body.n)} if guard and not plan.is_active else {}
     for i in range(body.n):
         role = {"role": "assistant", "content": ""}
         yield sse({**head, "choices": [{"index": i, "delta": role, "logprobs": None, "finish_reason": None}]})
     async for index, out in generation.stream():
-        delta: dict[str, Any] = {"content": out.text} if out.text else {}
+        text = out.text
+        if index in streams:
+            text = streams[index].feed(text)
+            if out.finished:
+                text += streams[index].finish()
+        keep_texts(log_prompts, output=text)
+        delta: dict[str, Any] = {"content": text} if text else {}
         finish_reason = out.finish_reason
         if plan.is_active:
             held[index].append(out.text)
             delta = {}
             if out.finished:
-                message, finish_reason = _chat_message("".join(held[index]), out.finish_reason, plan)
+                whole = "".join(held[index])
+                whole = guard.output(whole) if guard else whole
+                message, finish_reason = _chat_message(whole, out.finish_reason, plan)
                 delta = message.model_dump(exclude={"role"}, exclude_none=True)
                 for n, call in enumerate(delta.get("tool_calls", [])):
                     call["index"] = n
@@ -361,7 +464,11 @@ async def _chat_chunks(
 
 
 async def _completion_chunks(
-    runtime: ModelRuntime, body: CompletionRequest, generations: list[Generation]
+    runtime: ModelRuntime,
+    body: CompletionRequest,
+    generations: list[Generation],
+    guard: RequestGuard | None = None,
+    log_prompts: bool = False,
 ) -> AsyncIterator[str]:
     head = _head("completion", body.model)
     prompt_tokens = completion_tokens = 0
@@ -372,11 +479,18 @@ async def _completion_chunks(
                 echo = {"index": g_index * body.n + i, "text": text, "logprobs": None, "finish_reason": None}
                 yield sse({**head, "choices": [echo]})
         prompt_tokens += len(generation.prompt_ids)
+        streams = {i: guard.stream() for i in range(body.n)} if guard else {}
         async for index, out in generation.stream():
+            text = out.text
+            if streams:
+                text = streams[index].feed(text)
+                if out.finished:
+                    text += streams[index].finish()
+            keep_texts(log_prompts, output=text)
             logprobs = completion_logprobs(runtime.tokenizer, out.logprobs)
             choice = {
                 "index": g_index * body.n + index,
-                "text": out.text,
+                "text": text,
                 "logprobs": None if logprobs is None else logprobs.model_dump(),
                 "finish_reason": out.finish_reason,
             }

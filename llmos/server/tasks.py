@@ -14,7 +14,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from llmos.errors import InvalidRequest
+from llmos.monitor.requests import current_request
 from llmos.runtime.model_runtime import ModelRuntime
+from llmos.server.auth import check_model, requires
 from llmos.tasks import TASKS, TaskSpec, run_task
 
 MAX_ITEMS = 256
@@ -81,10 +83,15 @@ def _items(body: Any) -> list[dict[str, Any]]:
 
 
 async def run(spec: TaskSpec, body: Any, request: Request) -> TaskResponse:
+    check_model(request, body.model)
     items = _items(body)
     pool = request.app.state.pool
+    record = current_request()
     async with pool.lease(body.model, len(items)) as lease:
         runtime: ModelRuntime = lease.runtime  # type: ignore[assignment]
+        if record is not None:
+            record.operation, record.model, record.temperature = "task", body.model, body.temperature
+        _admit(request, runtime, body, items)
         task_run = await asyncio.to_thread(
             run_task,
             spec.name,
@@ -96,6 +103,16 @@ async def run(spec: TaskSpec, body: Any, request: Request) -> TaskResponse:
             shard=body.shard,
         )
     data = task_run.to_dict()
+    used = data["usage"]
+    metrics = request.app.state.metrics
+    metrics.prompt_tokens.labels(runtime.name).inc(used.get("prompt_tokens", 0))
+    metrics.generation_tokens.labels(runtime.name).inc(used.get("completion_tokens", 0))
+    if record is not None:
+        record.add_generation(
+            prompt_tokens=used.get("prompt_tokens", 0),
+            completion_tokens=used.get("completion_tokens", 0),
+            finish_reason="stop",
+        )
     return TaskResponse(
         task=spec.name,
         version=spec.version,
@@ -103,6 +120,19 @@ async def run(spec: TaskSpec, body: Any, request: Request) -> TaskResponse:
         results=[TaskItemResult(**r) for r in data["results"]],
         usage=data["usage"],
     )
+
+
+def _admit(request: Request, runtime: ModelRuntime, body: Any, items: list[dict[str, Any]]) -> None:
+    """Reserve a task request's worst case before it runs: every text field of its items (a task's
+    prompt wraps them in a short template, hence the slack) and ``max_tokens`` (else a quarter of
+    the context) per item — a task may ask again or shard, so it is an estimate, settled after."""
+    access = getattr(request.app.state, "access", None)
+    if access is None:
+        return
+    texts = [v for item in items for v in item.values() if isinstance(v, str)]
+    prompt = sum(len(runtime.tokenizer.encode(t)) for t in texts) + 256 * len(items)
+    completion = (body.max_tokens or max(1, runtime.max_model_len // 4)) * len(items)
+    access.admit(body.model, prompt, completion)
 
 
 def _route(spec: TaskSpec) -> None:
@@ -118,10 +148,12 @@ def _route(spec: TaskSpec) -> None:
     endpoint.__doc__ = (
         getattr(spec, "description", "") or f"The {spec.name} task."
     ) + f" (spec version {spec.version})"
-    router.add_api_route(f"/{spec.name}", endpoint, methods=["POST"], response_model=TaskResponse)
+    router.add_api_route(
+        f"/{spec.name}", endpoint, methods=["POST"], response_model=TaskResponse, **requires("inference")
+    )
 
 
-@router.get("", response_model=list[TaskInfo])
+@router.get("", response_model=list[TaskInfo], **requires("inference"))
 async def list_tasks() -> list[TaskInfo]:
     """Every task with its spec version and the JSON schemas of one item's input and output."""
     return [
@@ -139,6 +171,6 @@ for _spec in TASKS.values():
     _route(_spec)
 
 
-@router.post("/{task}", include_in_schema=False)
+@router.post("/{task}", include_in_schema=False, **requires("inference"))
 async def unknown_task(task: str) -> None:
     raise InvalidRequest(f"Unknown task {task!r}; known tasks: {', '.join(TASKS)}.", param="task")

@@ -2,9 +2,9 @@
 checks compare the database against. Importing it registers every table module.
 """
 
-from llmos.store import datasets, evaluations, jobs, tables
+from llmos.store import access, datasets, evaluations, jobs, tables
 
 metadata = tables.Base.metadata
-TABLE_MODULES = (tables, datasets, jobs, evaluations)
+TABLE_MODULES = (tables, datasets, jobs, evaluations, access)
 
 __all__ = ["TABLE_MODULES", "metadata"]

@@ -172,3 +172,25 @@ def test_prefix_caching_disabled_never_shares_blocks() -> None:
     assert admit(bm, b) == 10
     assert not set(a.block_table) & set(b.block_table)
     assert bm.cached_block_ids == {}
+
+
+def test_used_blocks_are_reused_before_untouched_ones_so_the_high_water_mark_tracks_peak_use() -> None:
+    bm = BlockManager(num_blocks=8, block_size=BLOCK_SIZE)
+    assert bm.num_touched_blocks == 0 and bm.num_free_blocks == 8
+    a, b = make_request(range(10)), make_request(range(100, 106))  # 3 + 2 blocks
+    admit(bm, a)
+    admit(bm, b)
+    assert sorted(a.block_table + b.block_table) == [0, 1, 2, 3, 4]  # low ids first
+    assert bm.num_touched_blocks == 5
+    bm.free(a)
+    bm.free(b)
+    for i in range(10):  # one request at a time: never more than 3 blocks in use
+        request = make_request(range(200 + 20 * i, 210 + 20 * i))
+        admit(bm, request)
+        bm.free(request)
+    assert bm.num_touched_blocks == 5 and bm.num_free_blocks == 8
+    many = [make_request(range(300 + 10 * i, 304 + 10 * i)) for i in range(8)]
+    for request in many:  # all 8 at once: now every block gets touched
+        admit(bm, request)
+    assert bm.num_touched_blocks == 8 and bm.num_free_blocks == 0
+    assert not bm.allocate(make_request(range(4)), 4)

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from llmos.cli import lineage, models, upkeep
+from llmos.cli import keys, lineage, models, upkeep
 from llmos.config import Settings
 from llmos.registry import Registry
 
@@ -18,7 +18,7 @@ from llmos.registry import Registry
 @pytest.fixture
 def app() -> typer.Typer:
     app = typer.Typer()
-    for group in (models, lineage, upkeep):
+    for group in (models, lineage, upkeep, keys):
         group.register(app)
     return app
 
@@ -77,6 +77,10 @@ def test_rm_with_yes_removes(cli, imported: Path, home: Path) -> None:  # noqa: 
     result = cli("rm", "tiny:2", "-y")
     assert result.exit_code == 0 and "tiny:2" in result.output
     assert [r["ref"] for r in json.loads(cli("list", "--json").output)] == ["tiny:1"]
+    audit = json.loads(cli("audit", "--json").output)
+    assert [(e["action"], e["target"], e["details"]["versions"]) for e in audit] == [
+        ("model.deleted", "tiny:2", ["tiny:2"])
+    ]
 
 
 def test_rm_asks_and_can_be_declined(cli, imported: Path) -> None:  # noqa: ANN001

@@ -254,3 +254,19 @@ def test_abort_mid_generation_frees_every_block(engine: Engine) -> None:
     engine.step()
     assert not engine.has_unfinished()
     assert bm.num_free_blocks == bm.num_blocks
+
+
+def test_stats_count_the_kv_cache_committed_as_it_fills(model_dir: Path) -> None:
+    engine = make_engine(model_dir)  # 256 blocks reserved
+    per_block = engine.runner.bytes_per_block
+    stats = engine.stats()
+    assert stats.kv_cache_reserved_bytes == 256 * per_block
+    assert stats.kv_cache_committed_bytes == per_block  # block 0, written at allocation
+    engine.generate(PROMPTS, GREEDY)
+    blocks_needed = sum(-(-(n + MAX_TOKENS) // BLOCK_SIZE) for n in PROMPT_LENS)
+    peak = engine.stats().kv_cache_committed_bytes
+    assert per_block < peak <= blocks_needed * per_block < stats.kv_cache_reserved_bytes
+    for prompt in PROMPTS:  # the same prompts again, one at a time: no new memory is touched
+        engine.generate([prompt], GREEDY)
+    assert engine.stats().kv_cache_committed_bytes == peak
+    assert engine.stats().kv_cache_usage == 0.0

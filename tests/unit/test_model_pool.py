@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmos.config import Settings
+from llmos.engine.sampling_params import SamplingParams
 from llmos.errors import InvalidRequest, ModelNotFound, ServerBusy, ServiceUnavailable
 from llmos.registry import Registry
 from llmos.server.model_pool import ModelPool
@@ -124,5 +125,26 @@ def test_a_name_follows_latest_after_a_new_version(settings: Settings, tiny_fold
         assert run(pool.get("tiny-a")).name == "tiny-a:2"
         assert run(pool.get("tiny-a:1")).name == "tiny-a:1"  # the exact version still answers
         assert pool.refresh_names() == []
+    finally:
+        pool.close()
+
+
+def test_ps_shows_reserved_and_committed_memory_and_the_budget_counts_committed(
+    settings: Settings,
+) -> None:
+    settings.max_num_seqs = 64  # a KV cache of 64 full-length sequences: about 8 MiB reserved
+    settings.memory_budget_mb = 2  # room for two tiny models' weights, not for one's whole cache
+    pool = ModelPool(settings)
+    try:
+        runtime = run(pool.get("tiny-a"))
+        [row] = pool.ps()
+        weights = row["memory_bytes"] - row["kv_reserved_bytes"]
+        assert row["memory_bytes"] > 2 << 20 > 2 * weights
+        assert 0 < row["kv_committed_bytes"] < row["kv_reserved_bytes"]
+        assert row["memory_committed_bytes"] == weights + row["kv_committed_bytes"]
+        runtime.engine.generate_batch([[5, 6, 7]] * 2, [SamplingParams(max_tokens=8)] * 2)
+        assert pool.ps()[0]["kv_committed_bytes"] > row["kv_committed_bytes"]
+        run(pool.get("tiny-b"))  # fits by what tiny-a has committed, not by what it reserved
+        assert sorted(pool.entries) == ["tiny-a:1", "tiny-b:1"]
     finally:
         pool.close()

@@ -265,13 +265,20 @@ def test_a_failed_generation_is_one_error_everywhere(
         ("/v1/completions", {"prompt": "hi"}),
         ("/v1/completions", {"prompt": "hi", "stream": True}),  # fails before its first chunk
     ]:
-        response = client.post(path, json={"model": "tiny", **body})
+        response = client.post(path, json={"model": "tiny", **body}, headers={"X-Request-Id": "trace-1"})
         assert response.status_code == 500, path
-        assert response.json() == {"error": {**expected, "code": "generation_failed"}}
+        assert response.headers["x-request-id"] == "trace-1"  # a complaint can name the request
+        assert response.json() == {
+            "error": {**expected, "code": "generation_failed", "request_id": "trace-1"}
+        }
     # a chat stream has sent its role chunk already: the error arrives as an event, then [DONE]
     stream = client.post("/v1/chat/completions", json={**_chat_body(), "stream": True})
     events = [line.removeprefix("data: ") for line in stream.text.splitlines() if line]
-    assert json.loads(events[-2]) == {"error": {**expected, "code": "generation_failed"}}
+    request_id = stream.headers["x-request-id"]
+    assert request_id.startswith("req_")
+    assert json.loads(events[-2]) == {
+        "error": {**expected, "code": "generation_failed", "request_id": request_id}
+    }
     assert events[-1] == "[DONE]"
     assert client.app.state.pool.find("tiny").num_active == 0
 

@@ -12,8 +12,8 @@ import pytest
 
 from llmos.config import Settings
 from llmos.errors import ServerBusy
+from llmos.monitor.metrics import ServerMetrics
 from llmos.registry import Registry
-from llmos.server.metrics import ServerMetrics
 from llmos.server.model_pool import ModelPool
 from llmos.server.protocol import CompletionRequest
 from llmos.server.serving import OpenAIServing, start_stream

@@ -1,8 +1,12 @@
-"""Prometheus metrics with an ``llmos:`` prefix, modelled on vLLM's, all labelled by model.
+"""Prometheus metrics with an ``llmos:`` prefix, modelled on vLLM's: the one list of what the server
+exports, which the Grafana dashboard and the alert rules (``llmos.monitor.dashboards``) query.
 
 Latency histograms and counters are observed per request by ``RequestClock``; the gauges (running
-and waiting requests, KV cache usage, prefix cache hit rate) are read from each engine at scrape
-time, so they are never stale. Each app has its own registry (tests run several apps).
+and waiting requests, KV cache usage and committed bytes, prefix cache hit rate, budgets left) are
+read at scrape time, so they are never stale. Operations counters (HTTP statuses, auth failures,
+rate-limit refusals, guardrail actions, engine restarts) are incremented where those happen. Each
+app has its own registry (tests run several apps); the process collector adds
+``process_resident_memory_bytes``.
 """
 
 from __future__ import annotations
@@ -11,9 +15,17 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 
+LENGTH_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0)
 TOKEN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -22,8 +34,13 @@ disable_created_metrics()  # no *_created series (vLLM does the same): half the 
 
 
 class ServerMetrics:
-    def __init__(self, engines: Callable[[], dict[str, Any]]):
-        """``engines()`` returns {model name: AsyncEngine} for the models loaded right now."""
+    def __init__(
+        self,
+        engines: Callable[[], dict[str, Any]],
+        budgets: Callable[[], dict[str, float]] | None = None,
+    ):
+        """``engines()`` returns {model name: AsyncEngine} for the models loaded right now;
+        ``budgets()`` {key id: tokens left this period} for the keys that have a budget."""
         self.registry = CollectorRegistry()
         r, label = self.registry, ["model_name"]
         self.time_to_first_token = Histogram(
@@ -71,7 +88,60 @@ class ServerMetrics:
         self.model_load_seconds = Counter(
             "llmos:model_load_seconds", "Seconds spent loading models.", label, registry=r
         )
+        self.model_loads = Counter("llmos:model_loads", "Models loaded.", label, registry=r)
+        self.engine_restarts = Counter(
+            "llmos:engine_restarts",
+            "Engines declared dead (a step failed outside any one request) and unloaded.",
+            label,
+            registry=r,
+        )
+        self.request_prompt_tokens = Histogram(
+            "llmos:request_prompt_tokens",
+            "Prompt length of finished requests, in tokens.",
+            label,
+            buckets=LENGTH_BUCKETS,
+            registry=r,
+        )
+        self.request_generation_tokens = Histogram(
+            "llmos:request_generation_tokens",
+            "Generated length of finished requests, in tokens.",
+            label,
+            buckets=LENGTH_BUCKETS,
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "llmos:http_requests",
+            "HTTP requests answered, by route template and status code.",
+            ["route", "status"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "llmos:auth_failures",
+            "Requests refused by authentication or authorization, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "llmos:rate_limited",
+            "Requests refused with 429 by a key's limits or budget, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.budget_events = Counter(
+            "llmos:budget_events",
+            "Budget thresholds crossed (soft: the warning fraction; hard: exhausted).",
+            ["kind"],
+            registry=r,
+        )
+        self.guardrail_actions = Counter(
+            "llmos:guardrail_actions",
+            "Guardrail decisions other than allow, by hook stage, rule and action.",
+            ["stage", "rule", "action"],
+            registry=r,
+        )
+        ProcessCollector(registry=r)
         self.registry.register(_EngineGauges(engines))
+        self.registry.register(_BudgetGauges(budgets or dict))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -114,6 +184,9 @@ class RequestClock:
             m.time_per_output_token.labels(self.model).observe(per_token)
         m.prompt_tokens.labels(self.model).inc(self.num_prompt_tokens)
         m.generation_tokens.labels(self.model).inc(self.num_output_tokens)
+        if self.num_prompt_tokens:  # the later choices of one prompt carry none
+            m.request_prompt_tokens.labels(self.model).observe(self.num_prompt_tokens)
+        m.request_generation_tokens.labels(self.model).observe(self.num_output_tokens)
         m.request_success.labels(self.model, reason or "abort").inc()
 
 
@@ -145,6 +218,12 @@ class _EngineGauges:
             "num_preemptions": GaugeMetricFamily(
                 "llmos:num_preemptions", "Requests preempted since the model loaded.", labels=["model_name"]
             ),
+            "kv_cache_committed_bytes": GaugeMetricFamily(
+                "llmos:kv_cache_committed_bytes",
+                "Bytes of the KV cache touched so far (memory the OS has really given; the cache is "
+                "reserved whole but committed page by page as blocks are first used).",
+                labels=["model_name"],
+            ),
         }
         for name, engine in self.engines().items():
             try:
@@ -152,5 +231,25 @@ class _EngineGauges:
             except AttributeError:  # still building on its thread
                 continue
             for key, family in families.items():
-                family.add_metric([name], float(getattr(stats, key)))
+                family.add_metric([name], float(getattr(stats, key, 0.0)))
         yield from families.values()
+
+
+class _BudgetGauges:
+    """Tokens each budgeted key has left in its current period, read at scrape time."""
+
+    def __init__(self, budgets: Callable[[], dict[str, float]]):
+        self.budgets = budgets
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "llmos:budget_remaining_tokens",
+            "Tokens a key may still use in its budget period.",
+            labels=["key_id"],
+        )
+        for key_id, left in self.budgets().items():
+            family.add_metric([key_id], float(left))
+        yield family
