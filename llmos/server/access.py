@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from llmos.access.audit import AuditLog
@@ -152,21 +151,6 @@ class AccessControl:
         """Hand the finished request's usage row to the writer."""
         self.writer.submit(row_of(record))
 
-    def record_action(self, action: str, target: str, details: dict[str, Any] | None = None) -> None:
-        """An audit row for ``action`` by the current key, with the request id (never fails the
-        action it records)."""
-        record = current_request()
-        try:
-            self.audit.record(
-                current_principal().key_id or "open",
-                action,
-                target,
-                details,
-                None if record is None else record.request_id,
-            )
-        except Exception:
-            logger.exception("could not audit %s %s", action, target)
-
     def _budget_event(self, key_id: str, kind: str, used: int, tokens: int) -> None:
         self.metrics.budget_events.labels(kind).inc()
         logger.warning("budget %s threshold: key %s has used %d of %d tokens", kind, key_id, used, tokens)
@@ -187,6 +171,8 @@ class AccessControl:
         days = self.settings.usage_retention_days
         if days <= 0:
             return 0
+        from datetime import UTC, datetime, timedelta
+
         cutoff = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%d")
         return await asyncio.to_thread(self.usage.drop_before, cutoff)
 
@@ -213,7 +199,19 @@ def end(tokens: tuple[Any, Any, list[Reservation]]) -> None:
 
 
 def audit(request: Any, action: str, target: str, details: dict[str, Any] | None = None) -> None:
-    """Record an administrative action done over HTTP by the request's key (see ``record_action``)."""
+    """Record an administrative action done over HTTP, by the request's key (runs in a worker
+    thread or the loop; never fails the action it records)."""
     control: AccessControl | None = getattr(request.app.state, "access", None)
-    if control is not None:
-        control.record_action(action, target, details)
+    if control is None:
+        return
+    record = current_request()
+    try:
+        control.audit.record(
+            current_principal().key_id or "open",
+            action,
+            target,
+            details,
+            None if record is None else record.request_id,
+        )
+    except Exception:
+        logger.exception("could not audit %s %s", action, target)

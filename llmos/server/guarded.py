@@ -6,6 +6,7 @@ access-log line and, for a block, in the audit log. A request without rules pays
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,8 @@ from llmos.monitor.metrics import ServerMetrics
 from llmos.monitor.requests import current_request
 from llmos.server.access import AccessControl, current_principal
 from llmos.server.protocol import ChatCompletionRequest, CompletionRequest
+
+logger = logging.getLogger(__name__)
 
 
 class RequestGuard:
@@ -63,8 +66,16 @@ class RequestGuard:
         if record is not None:
             record.guardrail_actions.append(f"{exc.stage}:{exc.rule}:block")
         if self.access is not None:
-            model = None if record is None else record.model
-            self.access.record_action("guardrail.blocked", exc.rule, {"stage": exc.stage, "model": model})
+            try:
+                self.access.audit.record(
+                    current_principal().key_id or "open",
+                    "guardrail.blocked",
+                    exc.rule,
+                    {"stage": exc.stage, "model": None if record is None else record.model},
+                    None if record is None else record.request_id,
+                )
+            except Exception:
+                logger.exception("could not audit a guardrail block")
         return exc
 
     def texts(self, texts: list[str]) -> list[str]:
@@ -140,17 +151,16 @@ class GuardedStream:
 def admit(
     access: AccessControl | None,
     model: str,
-    prompts: list[list[int]],
+    prompt_tokens: int,
     params: list[SamplingParams],
     max_model_len: int,
 ) -> None:
-    """Reserve the request's worst case — its prompts plus every token each prompt's choices may
-    generate — against the key's limits and budget (429 if it does not fit); settled when the
-    request ends."""
+    """Reserve the request's worst case — its prompt plus every token its choices may generate —
+    against the key's limits and budget (429 if it does not fit); settled when the request ends."""
     if access is None:
         return
-    completion = sum(p.max_tokens or max(1, max_model_len - len(q)) for q in prompts for p in params)
-    access.admit(model, sum(len(q) for q in prompts), completion)
+    completion = sum(p.max_tokens or max(1, max_model_len - prompt_tokens) for p in params)
+    access.admit(model, prompt_tokens, completion)
 
 
 def keep_texts(log_prompts: bool, prompt: str | None = None, output: str | None = None) -> None:

@@ -90,9 +90,8 @@ class OpenAIServing:
             body = body.with_defaults(runtime.sampling_defaults.to_dict())
             body = await asyncio.to_thread(guard.chat, body) if guard else body
             prompt_ids, plan, params = chat_request(runtime, body)
-            self._admit(runtime, body.model, [prompt_ids], params, "chat", body.temperature)
-            if self.log_prompts:  # built only when kept
-                keep_texts(True, prompt=_chat_text(body))
+            self._admit(runtime, body.model, prompt_ids, params, "chat", body.temperature)
+            keep_texts(self.log_prompts, prompt=_chat_text(body))
             completions = await self._generation(runtime, prompt_ids, params).collect()
         choices = []
         for i, c in enumerate(completions):
@@ -120,9 +119,8 @@ class OpenAIServing:
             body = body.with_defaults(runtime.sampling_defaults.to_dict())
             body = await asyncio.to_thread(guard.chat, body) if guard else body
             prompt_ids, plan, params = chat_request(runtime, body)
-            self._admit(runtime, body.model, [prompt_ids], params, "chat", body.temperature)
-            if self.log_prompts:  # built only when kept
-                keep_texts(True, prompt=_chat_text(body))
+            self._admit(runtime, body.model, prompt_ids, params, "chat", body.temperature)
+            keep_texts(self.log_prompts, prompt=_chat_text(body))
             generation = self._generation(runtime, prompt_ids, params)
             async for chunk in _chat_chunks(runtime, body, generation, plan, guard, self.log_prompts):
                 yield chunk
@@ -134,9 +132,7 @@ class OpenAIServing:
             body = await asyncio.to_thread(guard.completion, body) if guard else body
             prompts = completion_prompts(runtime, body)
             params = completion_params(body.with_defaults(runtime.sampling_defaults.to_dict()))
-            self._admit(runtime, body.model, prompts, params, "text_completion", body.temperature)
-            if self.log_prompts:  # built only when kept
-                keep_texts(True, prompt=_completion_text(runtime, body, prompts))
+            self._admit_all(runtime, body, prompts, params)
             generations = [self._generation(runtime, prompt, params) for prompt in prompts]
             results = await _collect_all(generations)
         choices: list[CompletionChoice] = []
@@ -162,9 +158,7 @@ class OpenAIServing:
             body = await asyncio.to_thread(guard.completion, body) if guard else body
             prompts = completion_prompts(runtime, body)
             params = completion_params(body.with_defaults(runtime.sampling_defaults.to_dict()))
-            self._admit(runtime, body.model, prompts, params, "text_completion", body.temperature)
-            if self.log_prompts:  # built only when kept
-                keep_texts(True, prompt=_completion_text(runtime, body, prompts))
+            self._admit_all(runtime, body, prompts, params)
             generations = [self._generation(runtime, prompt, params) for prompt in prompts]
             async for chunk in _completion_chunks(runtime, body, generations, guard, self.log_prompts):
                 yield chunk
@@ -173,7 +167,7 @@ class OpenAIServing:
         self,
         runtime: ModelRuntime,
         model: str,
-        prompts: list[list[int]],
+        prompt_ids: list[int],
         params: list[SamplingParams],
         operation: str,
         temperature: float | None,
@@ -184,7 +178,31 @@ class OpenAIServing:
             record.operation, record.model = operation, model
             record.max_tokens = params[0].max_tokens if params else None
             record.temperature = temperature
-        admit(self.access, model, prompts, params, runtime.max_model_len)
+        admit(self.access, model, len(prompt_ids), params, runtime.max_model_len)
+
+    def _admit_all(
+        self,
+        runtime: ModelRuntime,
+        body: CompletionRequest,
+        prompts: list[list[int]],
+        params: list[SamplingParams],
+    ) -> None:
+        """``_admit`` for several prompts: their tokens together, each one's choices' worst case."""
+        record = current_request()
+        if record is not None:
+            record.operation, record.model = "text_completion", body.model
+            record.max_tokens = params[0].max_tokens if params else None
+            record.temperature = body.temperature
+        if self.log_prompts:
+            given = body.prompt
+            text = given if isinstance(given, str) else "\n".join(p for p in given if isinstance(p, str))
+            keep_texts(True, prompt=text or runtime.tokenizer.decode(prompts[0]))
+        if self.access is not None:
+            limit = runtime.max_model_len
+            completion = sum(
+                p.max_tokens or max(1, limit - len(prompt)) for prompt in prompts for p in params
+            )
+            self.access.admit(body.model, sum(len(p) for p in prompts), completion)
 
     def _generation(
         self, runtime: ModelRuntime, prompt_ids: list[int], params: list[SamplingParams]
@@ -298,14 +316,6 @@ class OpenAIServing:
 def _chat_text(body: ChatCompletionRequest) -> str:
     """The messages as one text (for the access log, with LLMOS_LOG_PROMPTS=1)."""
     return "\n".join(f"{m.role}: {m.to_template()['content']}" for m in body.messages)
-
-
-def _completion_text(runtime: ModelRuntime, body: CompletionRequest, prompts: list[list[int]]) -> str:
-    """The text prompts as one text (for the access log), or the first prompt decoded when the
-    request gave token ids."""
-    given = body.prompt
-    text = given if isinstance(given, str) else "\n".join(p for p in given if isinstance(p, str))
-    return text or runtime.tokenizer.decode(prompts[0])
 
 
 def _generator(lease: Lease) -> ModelRuntime:
