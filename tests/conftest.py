@@ -88,31 +88,57 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0, path: str = "/ready") -> None:
+class ServerProcess(subprocess.Popen):
+    """A `llmos serve` subprocess whose stdout and stderr go to a log file, never to a pipe: a
+    pipe no one reads fills up after ~64 KiB (the access log alone gets there in a few hundred
+    requests) and then the server's next write to stderr stalls its event loop for good."""
+
+    log: Path
+
+    def output(self, tail: int = 6000) -> str:
+        return self.log.read_text(errors="replace")[-tail:] if self.log.exists() else ""
+
+
+def start_server(
+    home: Path, *args: str, log_dir: Path, env: dict[str, str] | None = None
+) -> tuple[ServerProcess, str]:
+    """`llmos serve --port <free> ARGS` on ``home``, logging into ``log_dir``; returns the process
+    and its base URL."""
+    port = free_port()
+    log = log_dir / f"server-{port}.log"
+    cmd = [sys.executable, "-m", "llmos.cli.main", "serve", "--port", str(port), *args]
+    full_env = {**os.environ, "LLMOS_HOME": str(home), **(env or {})}
+    with open(log, "w") as out:
+        proc = ServerProcess(cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT, text=True)
+    proc.log = log
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_healthy(
+    url: str,
+    proc: ServerProcess,
+    timeout: float = 120.0,
+    path: str = "/ready",
+    headers: dict[str, str] | None = None,
+) -> None:
     """Wait until ``path`` answers 200 (``/ready``: preloaded models are loaded)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(
-                f"server exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
-            )
+            raise RuntimeError(f"server exited with {proc.returncode}: {proc.output()}")
         try:
-            if httpx.get(f"{url}{path}", timeout=1.0).status_code == 200:
+            if httpx.get(f"{url}{path}", headers=headers, timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise TimeoutError(f"server at {url} not healthy after {timeout}s")
+    raise TimeoutError(f"server at {url} not healthy after {timeout}s: {proc.output()}")
 
 
 @pytest.fixture(scope="session")
-def live_server(real_home: Path) -> Iterator[str]:
+def live_server(real_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `llmos serve` subprocess on loopback with the default model preloaded."""
-    port = free_port()
-    env = {**os.environ, "LLMOS_HOME": str(real_home)}
-    cmd = [sys.executable, "-m", "llmos.cli.main", "serve", "--port", str(port), "--model", "smollm2"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_server(real_home, "--model", "smollm2", log_dir=tmp_path_factory.mktemp("live-server"))
     try:
         wait_healthy(url, proc)
         yield url

@@ -4,10 +4,7 @@ over-long prompts, keys, and SIGTERM while loading and while serving."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +13,8 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import free_port, wait_healthy
+from llmos.registry import ensure_pulled
+from tests.conftest import ServerProcess, start_server, wait_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -24,25 +22,18 @@ KEY = "sk-faults"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def start_server(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "llmos.cli.main", "serve", "--port", str(port), *args]
-    full_env = {**os.environ, "LLMOS_HOME": str(home), **(env or {})}
-    proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: ServerProcess) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
-def server(real_home: Path) -> Iterator[str]:
+def server(real_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Small limits so a burst overflows: 4 running + 4 waiting per model."""
     env = {"LLMOS_MAX_NUM_SEQS": "4", "LLMOS_MAX_WAITING_REQUESTS": "4"}
-    proc, url = start_server(real_home, "--model", "smollm2", "--api-key", KEY, env=env)
+    logs = tmp_path_factory.mktemp("faults")
+    proc, url = start_server(real_home, "--model", "smollm2", "--api-key", KEY, env=env, log_dir=logs)
     try:
         wait_healthy(url, proc, path="/health")
         deadline = time.monotonic() + 120
@@ -142,15 +133,16 @@ def test_wrong_or_missing_keys_get_401_and_health_stays_open(server: str) -> Non
     assert "smollm2-135m-instruct" in [m.id for m in models.data]
 
 
-def test_a_public_address_without_keys_is_refused(real_home: Path) -> None:
-    proc, _ = start_server(real_home, "--host", "0.0.0.0")
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2
+def test_a_public_address_without_keys_is_refused(real_home: Path, tmp_path: Path) -> None:
+    proc, _ = start_server(real_home, "--host", "0.0.0.0", log_dir=tmp_path)
+    assert proc.wait(timeout=60) == 2
+    err = proc.output()
     assert "--api-key" in err and "--insecure" in err
 
 
-def test_sigterm_while_loading_exits_zero(real_home: Path) -> None:
-    proc, url = start_server(real_home, "--model", "smollm2", "--model", "gemma3")
+def test_sigterm_while_loading_exits_zero(real_home: Path, tmp_path: Path) -> None:
+    ensure_pulled(real_home, "gemma3-270m")  # a second model keeps the server loading a while
+    proc, url = start_server(real_home, "--model", "smollm2", "--model", "gemma3", log_dir=tmp_path)
     try:
         wait_healthy(url, proc, path="/health")
         assert httpx.get(f"{url}/ready").status_code == 503  # still loading the models
@@ -160,8 +152,8 @@ def test_sigterm_while_loading_exits_zero(real_home: Path) -> None:
         stop(proc)
 
 
-def test_sigterm_drains_an_in_flight_stream_then_exits_zero(real_home: Path) -> None:
-    proc, url = start_server(real_home, "--model", "smollm2")
+def test_sigterm_drains_an_in_flight_stream_then_exits_zero(real_home: Path, tmp_path: Path) -> None:
+    proc, url = start_server(real_home, "--model", "smollm2", log_dir=tmp_path)
     try:
         wait_healthy(url, proc)
         body = {"model": "smollm2", "prompt": "Once upon a time", "stream": True, **LONG, "max_tokens": 48}

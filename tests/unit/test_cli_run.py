@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from tiny_models import build_tiny_chat_folder
 
 from llmos.config import Settings
 from llmos.registry import Registry
-from tests.conftest import free_port
+from tests.conftest import free_port, start_server, wait_healthy
 
 API_KEY = "test-key"
 PROMPT = "the capital of france is"
@@ -41,37 +40,18 @@ def llmos(home: Path, *args: str, port: int | None = None, api_key: str = "") ->
 
 
 @pytest.fixture(scope="module")
-def server_port(home: Path) -> Iterator[int]:
+def server_port(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A real `llmos serve` subprocess on a free loopback port, with the tiny model loaded and an
     API key required."""
-    port = free_port()
-    env = {**os.environ, "LLMOS_HOME": str(home), "LLMOS_DTYPE": "float32"}
-    cmd = [sys.executable, "-m", "llmos.cli.main", "serve", "--port", str(port), "--model", "tiny"]
-    proc = subprocess.Popen(
-        [*cmd, "--api-key", API_KEY], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    env = {"LLMOS_DTYPE": "float32"}
+    logs = tmp_path_factory.mktemp("cli-run-server")
+    proc, url = start_server(home, "--model", "tiny", "--api-key", API_KEY, env=env, log_dir=logs)
     try:
-        wait_ready(f"http://127.0.0.1:{port}", proc)
-        yield port
+        wait_healthy(url, proc, headers={"Authorization": f"Bearer {API_KEY}"})
+        yield int(url.rsplit(":", 1)[1])
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    """Until /ready (behind the API key) answers 200: the tiny model is loaded."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, (
-            f"server exited with {proc.returncode}: {proc.stderr and proc.stderr.read()}"
-        )
-        try:
-            if httpx.get(f"{url}/ready", headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"server at {url} not ready after {timeout} s")
 
 
 def served_answer(port: int, prompt: str, max_tokens: int) -> str:
