@@ -9,6 +9,13 @@ int8 with one symmetric scale per output channel. Decode-sized inputs run torch'
 kernel ``aten._weight_int8pack_mm`` (bf16 activations: its fp32 path is ~10x slower); larger
 inputs dequantize the weight and use ``F.linear``, which wins there (docs/benchmarks.md).
 
+bf16 matmuls on CPU run through oneDNN, which builds (and keeps, up to 1024 per cache) a
+primitive for every new input shape — ~0.4 MB each for these layers. A server sees a new row
+count nearly every step (prefill chunks + decodes), so an unbounded set of shapes grew its memory
+by hundreds of MB in a soak. ``linear`` therefore pads the rows of a bf16 CPU input up to one of
+eight sizes per power of two (exact below 16, at most 12.5% extra rows above), which bounds the
+shapes to ~65 per layer up to 1024 rows; decode-sized inputs are never padded.
+
 ``MergedLinear`` stacks several HF projections of the same input along the output dimension
 (q|k|v, gate|up); ``shard`` exposes each one's slice so a loader can copy an HF tensor in place.
 """
@@ -16,6 +23,7 @@ inputs dequantize the weight and use ``F.linear``, which wins there (docs/benchm
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -35,12 +43,39 @@ def can_pack(dtype: torch.dtype, device: torch.device) -> bool:
     )
 
 
+def bucket_rows(rows: int) -> int:
+    """``rows`` rounded up to a multiple of ``2 ** (bit_length - 4)``: exact below 16, then eight
+    sizes per power of two."""
+    if rows < 16:
+        return rows
+    step = 1 << (rows.bit_length() - 4)
+    return -(-rows // step) * step
+
+
+def _bucketed(matmul: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``matmul(x)`` with ``x``'s rows padded to ``bucket_rows`` where oneDNN runs it (bf16, CPU)."""
+    if x.dtype != torch.bfloat16 or x.device.type != "cpu":
+        return matmul(x)
+    rows = x.reshape(-1, x.shape[-1])
+    n = rows.shape[0]
+    padded = bucket_rows(n)
+    if padded == n:
+        return matmul(x)
+    out = matmul(F.pad(rows, (0, 0, 0, padded - n)))[:n]
+    return out.view(*x.shape[:-1], out.shape[-1])
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear`` with bounded oneDNN shapes (see the module docstring)."""
+    return _bucketed(lambda rows: F.linear(rows, weight, bias), x)
+
+
 def pack_weight(weight: Tensor) -> Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1)
 
 
 def packed_linear(x: Tensor, packed: Tensor, bias: Tensor | None = None) -> Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+    return _bucketed(lambda rows: torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], ""), x)
 
 
 # Up to this many rows the int8 kernel beats dequantize + F.linear (AMD EPYC AVX-512, docs/benchmarks.md:
@@ -72,7 +107,7 @@ def int8_linear(x: Tensor, weight: Int8Weight, bias: Tensor | None = None) -> Te
     """``F.linear(x, weight.dequantize())`` in ``x``'s dtype, by the faster kernel for its rows."""
     rows = x.reshape(-1, x.shape[-1])
     if rows.shape[0] > INT8_KERNEL_MAX_ROWS:
-        return F.linear(x, weight.dequantize(x.dtype), bias)
+        return linear(x, weight.dequantize(x.dtype), bias)
     out = torch.ops.aten._weight_int8pack_mm(
         rows.to(torch.bfloat16).contiguous(), weight.qweight, weight.scales
     )
@@ -100,7 +135,7 @@ class Linear(nn.Linear):
         if self.int8 is not None:
             return int8_linear(x, self.int8, self.bias)
         if self.packed is None:
-            return F.linear(x, self.weight, self.bias)
+            return linear(x, self.weight, self.bias)
         return packed_linear(x, self.packed, self.bias)
 
 

@@ -12,7 +12,6 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers.activations import ACT2FN
 
@@ -23,6 +22,7 @@ from llmos.layers.linear import (
     Linear,
     MergedLinear,
     int8_linear,
+    linear,
     pack_linears,
     pack_weight,
     packed_linear,
@@ -150,7 +150,7 @@ class LlamaForCausalLM(nn.Module):
         elif self.packed_embeddings is not None:
             logits = packed_linear(hidden, self.packed_embeddings).float()
         else:
-            logits = F.linear(hidden, self.model.embed_tokens.weight).float()
+            logits = linear(hidden, self.model.embed_tokens.weight).float()
         if self.final_logit_softcapping is not None:
             cap = self.final_logit_softcapping
             logits = torch.tanh(logits / cap) * cap

@@ -10,6 +10,7 @@ from unittest import mock
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tiny_models import (
     VOCAB_SIZE,
@@ -29,7 +30,7 @@ from llmos.layers.attention import (
     PrefillChunk,
     single_sequence_metadata,
 )
-from llmos.layers.linear import Linear, can_pack
+from llmos.layers.linear import Linear, bucket_rows, can_pack
 from llmos.models.loader import load_model
 
 CPU = torch.device("cpu")
@@ -172,3 +173,37 @@ def test_onednn_packed_bf16_weights_give_the_same_logits(
         plain = load_model(model_dir, torch.bfloat16, CPU)
     assert all(m.packed is None for m in plain.modules() if isinstance(m, Linear))
     assert_close(native_logits(packed, ids), native_logits(plain, ids), atol=1e-2, rtol=1e-2)
+
+
+def test_bucket_rows_bounds_the_shapes_a_server_sends_to_onednn() -> None:
+    buckets = {bucket_rows(n) for n in range(1, 1025)}
+    assert len(buckets) <= 70  # vs 1024 distinct oneDNN primitives per layer without buckets
+    assert all(bucket_rows(n) == n for n in range(1, 16))  # decode-sized inputs are never padded
+    assert all(n <= bucket_rows(n) <= n * 1.125 for n in range(1, 5000))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_bf16_linears_run_on_bucketed_rows_and_return_the_rows_asked_for(packed: bool) -> None:
+    if packed and not can_pack(torch.bfloat16, CPU):
+        pytest.skip("this torch build has no oneDNN (mkldnn) CPU kernels")
+    layer = Linear(64, 96, bias=True).to(torch.bfloat16)
+    x = torch.randn(37, 64, dtype=torch.bfloat16)
+    expected = F.linear(x.float(), layer.weight.float(), layer.bias.float())
+    seen: list[int] = []
+    real = F.linear
+
+    def spy(rows: torch.Tensor, *args: object) -> torch.Tensor:
+        seen.append(rows.shape[0])
+        return real(rows, *args)
+
+    if packed:
+        layer.pack()
+        with torch.inference_mode():
+            out = layer(x)
+    else:
+        with mock.patch.object(F, "linear", spy), torch.inference_mode():
+            out = layer(x)
+        assert seen == [bucket_rows(37)] and bucket_rows(37) == 40
+    assert out.shape == (37, 96)
+    assert_close(out.float(), expected, atol=5e-2, rtol=2e-2)
+    assert_close(layer(x[:5]).float(), expected[:5], atol=5e-2, rtol=2e-2)  # small inputs: unpadded
