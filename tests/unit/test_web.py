@@ -125,7 +125,7 @@ def test_each_page_weighs_under_300_kb(client: TestClient) -> None:
 
 def test_nav_lists_only_pages_that_exist(client: TestClient) -> None:
     html = client.get("/").text
-    links = re.findall(r'<li data-scope="[^"]+"><a href="([^"]+)"', html)
+    links = re.findall(r'<li data-scope="[^"]+" hidden><a href="([^"]+)"', html)
     assert links == [p.path for p in PAGES]
     assert client.get("/ui/annotation").status_code == 404
 

@@ -67,7 +67,8 @@
         width, height: 180,
         series: [{}].concat(names.map((label, i) => ({ label, stroke: colors[i % colors.length], width: 2 }))),
         axes: [{}, { size: 50 }],
-        scales: { x: { time: true } },
+        // a fixed window (the last `points` polls of 2 s), so a new chart is not a blur of years
+        scales: { x: { time: true, range: () => { const now = Date.now() / 1000; return [now - 2 * this.points, now]; } } },
         legend: { show: true },
       }, this.data, target);
       window.addEventListener("resize", () => this.plot.setSize({ width: Math.max(240, target.clientWidth), height: 180 }));

@@ -15,7 +15,7 @@ Console.onReady(() => {
       document.getElementById("ready-state").textContent = String(err);
     }
     try {
-      const ps = await Console.json("/ps");
+      const ps = await Console.json("/api/ps");
       engines.replaceChildren(...ps.models.map((m) => el("tr", {}, [
         el("td", { text: m.name }),
         el("td", { text: m.active ? t("busy") : t("idle") }),

@@ -42,7 +42,7 @@ Console.onReady(() => {
     document.getElementById("models").replaceChildren(...data.models.map((m) => {
       const action = m.loaded ? "unload" : "load";
       const button = el("button", { type: "button", "data-action": action, "data-model": m.ref, text: t(action) });
-      button.disabled = !canWrite || m.kind !== "generate";
+      button.disabled = !canWrite;
       button.addEventListener("click", () => act(action, m.ref, button));
       return el("tr", { "data-model": m.ref }, [
         el("td", { text: m.name }),
