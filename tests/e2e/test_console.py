@@ -197,6 +197,22 @@ def test_chat_streams_tokens_into_the_page_and_matches_the_openai_client(admin_t
     page.screenshot(path=str(_screenshot_dir() / "playground-chat.png"))
 
 
+def test_completion_mode_shows_token_logprobs_on_hover(admin_tab: Tab) -> None:
+    page = admin_tab.open("/ui/playground")
+    page.wait_for_selector("#model option[value=tiny]", state="attached")
+    page.check("input[name=mode][value=completion]")
+    page.check("#logprobs")
+    page.fill("#temperature", "0")
+    page.fill("#max_tokens", "4")
+    page.fill("#prompt", "hello")
+    page.click("#send")
+    page.wait_for_selector(".answer[data-state=done]", state="attached", timeout=30_000)
+    tokens = page.locator(".answer .token")
+    assert tokens.count() >= 1, page.text_content("#play-status")
+    assert "logprob" in (tokens.first.get_attribute("title") or "")
+    assert page.text_content(".answer") == "".join(tokens.all_text_contents())
+
+
 def test_a_model_is_loaded_and_unloaded_from_the_models_page(admin_tab: Tab) -> None:
     server = admin_tab.server
     assert not any(name.startswith("spare") for name in server.loaded())

@@ -48,10 +48,10 @@ Console.onReady(() => {
   }
   function append(answer, text, logprobs) {
     if (!logprobs) { answer.append(document.createTextNode(text)); return; }
-    for (const tok of logprobs) {
-      const title = tok.top.map(([s, p]) => JSON.stringify(s) + " " + p.toFixed(3)).join("\n");
-      answer.append(el("span", { class: "token", tabindex: "0", title: "logprob " + tok.logprob.toFixed(3) + "\n" + title, text: tok.token }));
-    }
+    // One span per chunk with the chunk's text (the token strings may lack its leading space).
+    const title = logprobs.map((tok) => JSON.stringify(tok.token) + " logprob " + tok.logprob.toFixed(3) + "\n" +
+      tok.top.map(([s, p]) => "  " + JSON.stringify(s) + " " + p.toFixed(3)).join("\n")).join("\n");
+    answer.append(el("span", { class: "token", tabindex: "0", title, text }));
   }
 
   async function send(prompt) {
