@@ -104,9 +104,9 @@ def serve(
     pool = ModelPool(settings)
     server_ = DrainingServer(create_app(settings, pool, preload=model), settings, pool)
     loading = f" (loading {', '.join(model)} in the background)" if model else ""
-    console.print(
-        f"llmos {__version__} serving on http://{settings.host}:{settings.port}{loading}  (Ctrl-C stops)"
-    )
+    url = f"http://{settings.host}:{settings.port}"
+    console.print(f"llmos {__version__} serving on {url}{loading}  (Ctrl-C stops)")
+    console.print(f"console: {url}/   API docs: {url}/docs", markup=False, highlight=False)
     server_.run()
 
 

@@ -32,6 +32,7 @@ from llmos.errors import LLMOSError
 from llmos.monitor.metrics import ServerMetrics
 from llmos.server.access import AccessControl
 from llmos.server.admin import router as admin_router
+from llmos.server.auth import requires
 from llmos.server.datasets import router as datasets_router
 from llmos.server.explain import router as explain_router
 from llmos.server.jobs import router as jobs_router
@@ -41,6 +42,7 @@ from llmos.server.native import router as native_router
 from llmos.server.routes import router
 from llmos.server.serving import OpenAIServing
 from llmos.server.tasks import router as tasks_router
+from llmos.web.console import console_router, static_app
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +140,8 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         description="OpenAI-compatible and native model API of llmos.",
+        docs_url=None,  # the console serves /docs from vendored files (FastAPI's loads a CDN)
+        redoc_url=None,
     )
     app.state.pool = pool
     app.state.settings = settings
@@ -161,6 +165,8 @@ def create_app(
     app.include_router(explain_router)
     app.include_router(tasks_router)
     app.include_router(admin_router)
+    app.include_router(console_router(requires("public")))
+    app.mount("/static", static_app(), name="static")
     app.add_middleware(
         AccessMiddleware,
         control=control,

@@ -22,10 +22,18 @@ from llmos.monitor.requests import RequestRecord, current_request, request_id_fr
 from llmos.server import access
 from llmos.server.access import AccessControl
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/", "/docs"})
+# The console's pages and assets hold no data (it comes from the API, with the user's key), so a
+# browser without a key can load them and then ask for one.
+OPEN_PREFIXES = ("/ui/", "/static/")
 UNACCOUNTED = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapes: no usage rows
 access_log = logging.getLogger("llmos.access")
 logger = logging.getLogger(__name__)
+
+
+def is_open(path: str) -> bool:
+    """Whether ``path`` is served without a key (liveness and the console's pages)."""
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 def stamped(body: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +94,7 @@ class AccessMiddleware:
                 reset_current(token)
 
     async def _authenticate(self, scope: Scope, headers: dict[bytes, bytes], record: RequestRecord) -> Any:
-        if scope["path"] in OPEN_PATHS:
+        if is_open(scope["path"]):
             return access.OPEN
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         try:
@@ -165,7 +173,7 @@ class AccessMiddleware:
         try:
             if record.path != "/health":
                 access_log.info(json.dumps(record.to_log(), ensure_ascii=False))
-            if record.path not in UNACCOUNTED:
+            if record.path not in UNACCOUNTED and not is_open(record.path):
                 self.control.account(record)
             if self.on_done is not None:
                 self.on_done(record)

@@ -49,12 +49,14 @@ def _chat(c: TestClient, **extra: object) -> object:
     return c.post("/v1/chat/completions", json={**body, **extra})
 
 
-def test_every_route_but_health_needs_the_key(settings: Settings) -> None:
+def test_every_route_but_health_and_the_console_pages_needs_the_key(settings: Settings) -> None:
     settings.api_keys = f"other-key,{KEY}"
     app = create_app(settings)
     with TestClient(app) as c:
         api = [(m.upper(), path) for path, ops in app.openapi()["paths"].items() for m in ops]
-        routes = api + [("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/redoc")]
+        # The console's pages and /docs hold no data (it comes from the API, with a key): open.
+        console = [("GET", "/"), ("GET", "/ui/models"), ("GET", "/docs"), ("GET", "/static/console.js")]
+        routes = api + [("GET", "/openapi.json"), ("GET", "/redoc")] + console
         assert len(routes) > 15 and ("GET", "/health") in routes
         for method, path in routes:
             if method == "HEAD":
@@ -62,7 +64,7 @@ def test_every_route_but_health_needs_the_key(settings: Settings) -> None:
             url = re.sub(r"\{[^}]+\}", "x", path)
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
                 response = c.request(method, url, headers=headers)
-                expected = 200 if path == "/health" else 401
+                expected = 200 if path == "/health" or ("GET", path) in console else 401
                 assert response.status_code == expected, (method, path, headers)
                 if expected == 401:
                     assert response.json()["error"]["type"] == "authentication_error"

@@ -1,0 +1,121 @@
+// Playground: chat (/v1/chat/completions) or completion (/v1/completions) with stream: true. The
+// SSE body is read as it arrives and each token is appended to the answer; with "logprobs" on,
+// each token is its own span whose title lists the top 5 alternatives (shown on hover / focus).
+"use strict";
+Console.onReady(() => {
+  const { el, t } = Console;
+  const $ = (id) => document.getElementById(id);
+  const history = [];
+  let controller = null;
+
+  async function models() {
+    try {
+      const data = await Console.json("/v1/models");
+      $("model").replaceChildren(...data.data.map((m) => el("option", { value: m.id, text: m.id })));
+    } catch (err) {
+      $("play-status").textContent = String(err);
+    }
+  }
+  function mode() { return document.querySelector("input[name=mode]:checked").value; }
+  function number(id) { const v = $(id).value; return v === "" ? undefined : Number(v); }
+
+  function request(prompt) {
+    const body = {
+      model: $("model").value, stream: true,
+      temperature: number("temperature"), top_p: number("top_p"),
+      max_tokens: number("max_tokens"), seed: number("seed"),
+    };
+    const stop = $("stop").value.split(",").map((s) => s.trim()).filter(Boolean);
+    if (stop.length) body.stop = stop;
+    const withLogprobs = $("logprobs").checked;
+    if (mode() === "chat") {
+      body.messages = history.concat([{ role: "user", content: prompt }]);
+      if (withLogprobs) { body.logprobs = true; body.top_logprobs = 5; }
+      return ["/v1/chat/completions", body];
+    }
+    body.prompt = prompt;
+    if (withLogprobs) body.logprobs = 5;
+    return ["/v1/completions", body];
+  }
+
+  // [{token, logprob, top: [[token, logprob], ...]}] of one chunk's choice, chat or completion.
+  function tokenLogprobs(choice) {
+    const lp = choice.logprobs;
+    if (!lp) return null;
+    if (lp.content) return lp.content.map((c) => ({ token: c.token, logprob: c.logprob, top: (c.top_logprobs || []).map((x) => [x.token, x.logprob]) }));
+    if (lp.tokens) return lp.tokens.map((token, i) => ({ token, logprob: lp.token_logprobs[i], top: Object.entries((lp.top_logprobs || [])[i] || {}) }));
+    return null;
+  }
+  function append(answer, text, logprobs) {
+    if (!logprobs) { answer.append(document.createTextNode(text)); return; }
+    // One span per chunk with the chunk's text (the token strings may lack its leading space).
+    const title = logprobs.map((tok) => JSON.stringify(tok.token) + " logprob " + tok.logprob.toFixed(3) + "\n" +
+      tok.top.map(([s, p]) => "  " + JSON.stringify(s) + " " + p.toFixed(3)).join("\n")).join("\n");
+    answer.append(el("span", { class: "token", tabindex: "0", title, text }));
+  }
+
+  async function send(prompt) {
+    const [path, body] = request(prompt);
+    $("transcript").append(el("li", { class: "user" }, [el("span", { class: "who", text: t("you") }), el("p", { text: prompt })]));
+    const answer = el("p", { class: "answer", "data-state": "streaming" });
+    $("transcript").append(el("li", { class: "assistant" }, [el("span", { class: "who", text: body.model }), answer]));
+    $("send").disabled = true; $("stop-button").disabled = false;
+    $("play-status").textContent = t("generating");
+    controller = new AbortController();
+    let text = "";
+    try {
+      const response = await Console.api(path, { method: "POST", json: body, signal: controller.signal });
+      if (!response.ok) {
+        const data = await response.json().catch(() => ({}));
+        throw new Error(response.status + ": " + ((data.error && data.error.message) || response.statusText));
+      }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const event = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
+          for (const line of event.split("\n")) {
+            if (!line.startsWith("data:")) continue;
+            const data = line.slice(5).trim();
+            if (data === "[DONE]") continue;
+            const chunk = JSON.parse(data);
+            if (chunk.error) throw new Error(chunk.error.message);
+            for (const choice of chunk.choices || []) {
+              const piece = choice.delta ? (choice.delta.content || "") : (choice.text || "");
+              if (!piece) continue;
+              text += piece;
+              append(answer, piece, tokenLogprobs(choice));
+            }
+          }
+        }
+      }
+      $("play-status").textContent = "";
+    } catch (err) {
+      $("play-status").textContent = err.name === "AbortError" ? t("stopped") : String(err);
+    } finally {
+      answer.dataset.state = "done";
+      $("send").disabled = false; $("stop-button").disabled = true;
+      controller = null;
+    }
+    if (mode() === "chat") history.push({ role: "user", content: prompt }, { role: "assistant", content: text });
+  }
+
+  $("play-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const prompt = $("prompt").value;
+    if (!prompt.trim()) return;
+    $("prompt").value = "";
+    send(prompt);
+  });
+  $("prompt").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("play-form").requestSubmit();
+  });
+  $("stop-button").addEventListener("click", () => controller && controller.abort());
+  $("clear").addEventListener("click", () => { history.length = 0; $("transcript").replaceChildren(); });
+  models();
+});

@@ -1,0 +1,285 @@
+"""The web console in a real headless Chromium (Playwright driving Debian's ``chromium``) against a
+real ``llmos serve`` on loopback that requires keys: chat streams tokens into the page and ends with
+what the ``openai`` client gets for the same request, a model is loaded and unloaded from the
+Models page, a key without the admin scope sees no Keys page, every page loads with the network
+blocked to all but the server (no aborted request, no console error, no CSP violation), and a
+screenshot of every page at 1280x800 lands in ``tests/e2e/screenshots/``.
+
+One server and one browser for the module; a tiny random model keeps it fast."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import torch
+
+from llmos.access.keys import KeyStore
+from llmos.config import Settings
+from llmos.registry import Registry
+from llmos.web.console import PAGES
+from tests.conftest import free_port
+from tests.unit.tiny_models import build_tiny_chat_folder
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing: pip install -e '.[dev]'")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+ADMIN = "sk-admin-e2e"
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+# The tiny model's random weights answer some prompts only with ids outside its small vocabulary
+# (empty text); the test chats with the first of these that it answers with words.
+PROMPTS = ("hello", "hello world", "the capital of france is", "paris", "world", "the")
+
+
+class Server:
+    def __init__(self, home: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = home / "server.log"
+        env = {**os.environ, "LLMOS_HOME": str(home), "LLMOS_DTYPE": "float32", "LLMOS_MAX_MODEL_LEN": "256"}
+        cmd = [sys.executable, "-m", "llmos.cli.main", "serve", "--port", str(self.port), "-m", "tiny"]
+        cmd += ["--api-key", ADMIN]
+        # the log goes to a file: an unread pipe would fill up and stall the server
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                if self.get("/ready").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(self.log.read_text())
+
+    def get(self, path: str, key: str = ADMIN) -> httpx.Response:
+        return httpx.get(self.url + path, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+    def loaded(self) -> list[str]:
+        return [m["name"] for m in self.get("/api/ps").json()["models"]]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("console-home")
+    torch.manual_seed(0)
+    folder = build_tiny_chat_folder(tmp_path_factory.mktemp("tiny") / "model")
+    registry = Registry(Settings(home=home, dtype="float32"))
+    registry.import_path(folder, "tiny")
+    registry.import_path(folder, "spare")  # loaded and unloaded from the Models page
+    registry.close()
+    return home
+
+
+@pytest.fixture(scope="module")
+def user_key(home: Path) -> str:
+    store = KeyStore(Settings(home=home))
+    try:
+        return store.create("alice", ["inference", "models:read"], actor="test")[1]
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def server(home: Path, user_key: str) -> Iterator[Server]:
+    server = Server(home)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+class Tab:
+    """A page whose requests to anything but the server are aborted and recorded, with its
+    console errors (CSP violations among them) and uncaught exceptions collected."""
+
+    def __init__(self, browser: Any, server: Server, key: str | None):
+        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
+        self.blocked: list[str] = []
+        self.errors: list[str] = []
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.server = server
+        if key is not None:
+            self.open("/")
+            self.page.fill("#key-input", key)
+            self.page.click("#key-form button[type=submit]")
+            self.page.wait_for_selector("#page-body:not([hidden])")
+            self.errors.clear()  # the 401 of /api/whoami before the key: the console's question
+
+    def _route(self, route: Any) -> None:
+        if route.request.url.startswith(self.server.url + "/"):
+            route.continue_()
+        else:
+            self.blocked.append(route.request.url)
+            route.abort()
+
+    def open(self, path: str) -> Any:
+        self.page.goto(self.server.url + path)
+        return self.page
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture(scope="module")
+def admin_tab(browser: Any, server: Server) -> Iterator[Tab]:
+    tab = Tab(browser, server, ADMIN)
+    yield tab
+    tab.close()
+
+
+def _greedy(client: openai.OpenAI, prompt: str) -> str:
+    reply = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": prompt}],
+        temperature=0,
+        top_p=1,
+        max_tokens=48,
+        seed=7,
+    )
+    return reply.choices[0].message.content or ""
+
+
+def test_chat_streams_tokens_into_the_page_and_matches_the_openai_client(admin_tab: Tab) -> None:
+    client = openai.OpenAI(base_url=admin_tab.server.url + "/v1", api_key=ADMIN)
+    prompt = next((p for p in PROMPTS if len(_greedy(client, p).split()) >= 2), None)
+    assert prompt is not None, "the tiny model answers none of PROMPTS with words"
+    page = admin_tab.open("/ui/playground")
+    page.wait_for_selector("#model option[value=tiny]", state="attached")
+    page.select_option("#model", "tiny")
+    for field, value in (("#temperature", "0"), ("#top_p", "1"), ("#max_tokens", "48"), ("#seed", "7")):
+        page.fill(field, value)
+    page.fill("#prompt", prompt)
+    # Record every distinct text of the answer as tokens arrive (a MutationObserver in the page).
+    page.evaluate(
+        """() => {
+        window.seen = [];
+        new MutationObserver(() => {
+          const answer = document.querySelector(".answer"), text = answer && answer.textContent;
+          if (answer && window.seen[window.seen.length - 1] !== text) window.seen.push(text);
+        }).observe(document.getElementById("transcript"),
+                   {childList: true, subtree: true, characterData: true});
+      }"""
+    )
+    page.click("#send")
+    page.wait_for_selector(".answer[data-state=done]", state="attached", timeout=30_000)
+    final = page.text_content(".answer")
+    assert final, page.text_content("#play-status")
+    states = [s for s in page.evaluate("window.seen") if s]
+    assert len(states) >= 2 and states[-1] == final, states  # it grew while streaming
+    assert all(final.startswith(s) for s in states)
+    assert final == _greedy(client, prompt)
+    page.screenshot(path=str(_screenshot_dir() / "playground-chat.png"))
+
+
+def test_completion_mode_shows_token_logprobs_on_hover(admin_tab: Tab) -> None:
+    page = admin_tab.open("/ui/playground")
+    page.wait_for_selector("#model option[value=tiny]", state="attached")
+    page.check("input[name=mode][value=completion]")
+    page.check("#logprobs")
+    page.fill("#temperature", "0")
+    page.fill("#max_tokens", "4")
+    page.fill("#prompt", "hello")
+    page.click("#send")
+    page.wait_for_selector(".answer[data-state=done]", state="attached", timeout=30_000)
+    tokens = page.locator(".answer .token")
+    assert tokens.count() >= 1, page.text_content("#play-status")
+    assert "logprob" in (tokens.first.get_attribute("title") or "")
+    assert page.text_content(".answer") == "".join(tokens.all_text_contents())
+
+
+def test_a_model_is_loaded_and_unloaded_from_the_models_page(admin_tab: Tab) -> None:
+    server = admin_tab.server
+    assert not any(name.startswith("spare") for name in server.loaded())
+    page = admin_tab.open("/ui/models")
+    page.click("tr[data-model^=spare] button[data-action=load]")
+    page.wait_for_selector("tr[data-model^=spare] button[data-action=unload]", timeout=60_000)
+    assert any(name.startswith("spare") for name in server.loaded())
+    assert "curl -X POST" in page.text_content("#eq-curl")
+    page.click("tr[data-model^=spare] button[data-action=unload]")
+    page.wait_for_selector("tr[data-model^=spare] button[data-action=load]", timeout=60_000)
+    assert not any(name.startswith("spare") for name in server.loaded())
+    assert page.text_content("#eq-cli").startswith("llmos stop spare")
+
+
+def test_a_key_without_the_admin_scope_cannot_see_the_keys_page(
+    browser: Any, server: Server, user_key: str
+) -> None:
+    tab = Tab(browser, server, user_key)
+    try:
+        nav = tab.page.locator("#nav li[data-scope=admin]")
+        assert nav.count() == 1 and not nav.is_visible()
+        assert tab.page.locator("#nav li[data-scope=inference]").is_visible()
+        page = tab.open("/ui/keys")
+        page.wait_for_selector("#not-allowed:not([hidden])")
+        assert "Not allowed" in page.text_content("#not-allowed")
+        assert not page.locator("#keys").is_visible()
+        tab.page.screenshot(path=str(_screenshot_dir() / "keys-not-allowed.png"))
+    finally:
+        tab.close()
+    assert server.get("/api/keys", key=user_key).status_code == 403
+
+
+def _screenshot_dir() -> Path:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    return SCREENSHOTS
+
+
+def test_every_page_loads_with_only_the_server_reachable_and_is_screenshotted(
+    browser: Any, server: Server
+) -> None:
+    prompt = Tab(browser, server, None)
+    try:
+        prompt.open("/").wait_for_selector("#key-prompt:not([hidden])")
+        prompt.page.screenshot(path=str(_screenshot_dir() / "key-prompt.png"))
+        # the 401 of /api/whoami without a key is the console's question, not an error
+        prompt.errors = [e for e in prompt.errors if "401" not in e]
+        assert prompt.blocked == [] and prompt.errors == []
+    finally:
+        prompt.close()
+    tab = Tab(browser, server, ADMIN)
+    try:
+        for page_ in PAGES:
+            page = tab.open(page_.path)
+            page.wait_for_load_state("networkidle")
+            page.wait_for_selector("#page-body:not([hidden])")
+            time.sleep(2.2)  # a second poll: the charts have two points
+            page.screenshot(path=str(_screenshot_dir() / f"{page_.name}.png"))
+        page = tab.open("/")
+        page.set_viewport_size({"width": 390, "height": 800})  # a phone: the nav folds behind Menu
+        page.click(".nav-toggle")
+        assert page.locator("#nav a[href='/ui/models']").is_visible()
+        page.screenshot(path=str(_screenshot_dir() / "home-phone.png"))
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page = tab.open("/docs")
+        page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+        page.screenshot(path=str(_screenshot_dir() / "docs.png"))
+        assert tab.blocked == [], tab.blocked
+        assert tab.errors == [], tab.errors
+    finally:
+        tab.close()
