@@ -9,10 +9,7 @@ One server and one browser for the module; a tiny random model keeps it fast."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +24,7 @@ from llmos.access.keys import KeyStore
 from llmos.config import Settings
 from llmos.registry import Registry
 from llmos.web.console import PAGES
-from tests.conftest import free_port
+from tests.conftest import start_server, wait_healthy
 from tests.unit.tiny_models import build_tiny_chat_folder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -45,24 +42,9 @@ PROMPTS = ("hello", "hello world", "the capital of france is", "paris", "world",
 
 class Server:
     def __init__(self, home: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = home / "server.log"
-        env = {**os.environ, "LLMOS_HOME": str(home), "LLMOS_DTYPE": "float32", "LLMOS_MAX_MODEL_LEN": "256"}
-        cmd = [sys.executable, "-m", "llmos.cli.main", "serve", "--port", str(self.port), "-m", "tiny"]
-        cmd += ["--api-key", ADMIN]
-        # the log goes to a file: an unread pipe would fill up and stall the server
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                if self.get("/ready").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(self.log.read_text())
+        env = {"LLMOS_DTYPE": "float32", "LLMOS_MAX_MODEL_LEN": "256"}
+        self.proc, self.url = start_server(home, "-m", "tiny", "--api-key", ADMIN, env=env, log_dir=home)
+        wait_healthy(self.url, self.proc, headers={"Authorization": f"Bearer {ADMIN}"})
 
     def get(self, path: str, key: str = ADMIN) -> httpx.Response:
         return httpx.get(self.url + path, headers={"Authorization": f"Bearer {key}"}, timeout=30)
@@ -153,28 +135,24 @@ def admin_tab(browser: Any, server: Server) -> Iterator[Tab]:
     tab.close()
 
 
+GREEDY = {
+    "model": "tiny",
+    "temperature": 0,
+    "top_p": 1,
+    "max_tokens": 48,
+    "seed": 7,
+}  # as the test sets the page
+
+
 def _greedy(client: openai.OpenAI, prompt: str) -> str:
-    reply = client.chat.completions.create(
-        model="tiny",
-        messages=[{"role": "user", "content": prompt}],
-        temperature=0,
-        top_p=1,
-        max_tokens=48,
-        seed=7,
-    )
+    reply = client.chat.completions.create(messages=[{"role": "user", "content": prompt}], **GREEDY)
     return reply.choices[0].message.content or ""
 
 
 def _streamed_pieces(client: openai.OpenAI, prompt: str) -> list[str]:
     """The non-empty content deltas of the same greedy request, streamed through the openai client."""
     stream = client.chat.completions.create(
-        model="tiny",
-        messages=[{"role": "user", "content": prompt}],
-        temperature=0,
-        top_p=1,
-        max_tokens=48,
-        seed=7,
-        stream=True,
+        messages=[{"role": "user", "content": prompt}], stream=True, **GREEDY
     )
     return [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
 
