@@ -46,6 +46,11 @@ class Settings:
     usage_retention_days: int = 90  # usage rows older than this are dropped by whole days (0: keep)
     guardrails: str = ""  # a guardrails YAML file (see docs/operations.md); empty: none
     otlp_endpoint: str = ""  # OpenTelemetry OTLP/HTTP endpoint for traces; empty: tracing off
+    # --- batch jobs (``/v1/files``, ``/v1/batches``, ``llmos batch``) ---
+    max_file_bytes: int = 200 << 20  # an uploaded file past this gets 413 (OpenAI's batch limit)
+    max_batch_lines: int = 50_000  # requests per batch input file (OpenAI's limit)
+    batch_concurrency: int = 4  # a batch's lines in flight at once (behind interactive requests)
+    batch_retention_days: int = 30  # finished batches' files are deleted after this (0: keep)
 
     @property
     def api_key_list(self) -> list[str]:

@@ -162,6 +162,18 @@ class JobNotFound(LLMOSError):
     code = "job_not_found"
 
 
+class FileNotFound(LLMOSError):
+    status_code = 404
+    error_type = "not_found_error"
+    code = "file_not_found"
+
+
+class BatchNotFound(LLMOSError):
+    status_code = 404
+    error_type = "not_found_error"
+    code = "batch_not_found"
+
+
 class Forbidden(LLMOSError):
     """A valid key that may not do this: a scope it lacks, or a model outside its allow-list."""
 

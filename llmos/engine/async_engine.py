@@ -32,7 +32,11 @@ class EngineClient(Protocol):
     """What the server and SDK need from an engine; ``AsyncEngine`` is the in-process one."""
 
     def generate(
-        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str | None = None
+        self,
+        prompt_token_ids: list[int],
+        params: SamplingParams,
+        request_id: str | None = None,
+        priority: int = 0,
     ) -> AsyncIterator[RequestOutput]: ...
 
     def stream(self, prompt_token_ids: list[int], params: SamplingParams) -> Iterator[RequestOutput]: ...
@@ -224,7 +228,12 @@ class AsyncEngine:
 
     # --- callers' side ---------------------------------------------------------------------
     def _submit(
-        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str | None, sink: Sink
+        self,
+        prompt_token_ids: list[int],
+        params: SamplingParams,
+        request_id: str | None,
+        sink: Sink,
+        priority: int = 0,
     ) -> str:
         self._raise_if_stopped()
         self.engine.check_request(prompt_token_ids, params)
@@ -234,7 +243,7 @@ class AsyncEngine:
 
         def add() -> None:
             try:
-                self.engine.add_request(prompt_token_ids, params, request_id, self.eos_token_ids)
+                self.engine.add_request(prompt_token_ids, params, request_id, self.eos_token_ids, priority)
             except LLMOSError as exc:  # e.g. a request id already in use: fail this caller only
                 sink(_failed(request_id, num_prompt_tokens, exc.message))
                 return
@@ -269,9 +278,14 @@ class AsyncEngine:
         self._wakeup.set()
 
     async def generate(
-        self, prompt_token_ids: list[int], params: SamplingParams, request_id: str | None = None
+        self,
+        prompt_token_ids: list[int],
+        params: SamplingParams,
+        request_id: str | None = None,
+        priority: int = 0,
     ) -> AsyncIterator[RequestOutput]:
-        """Stream outputs for one request; closing the iterator early aborts the request."""
+        """Stream outputs for one request (``priority``: lower runs first); closing the iterator
+        early aborts the request."""
         loop = asyncio.get_running_loop()
         outputs: asyncio.Queue[RequestOutput] = asyncio.Queue()
 
@@ -281,7 +295,7 @@ class AsyncEngine:
             except RuntimeError:  # the caller's loop is gone
                 pass
 
-        request_id = self._submit(prompt_token_ids, params, request_id, sink)
+        request_id = self._submit(prompt_token_ids, params, request_id, sink, priority)
         finished = False
         try:
             while not finished:

@@ -111,8 +111,9 @@ class Engine:
         params: SamplingParams,
         request_id: str | None = None,
         eos_token_ids: frozenset[int] = frozenset(),
+        priority: int = 0,
     ) -> str:
-        """Queue a request; raises like ``check_request``."""
+        """Queue a request (``priority``: lower runs first); raises like ``check_request``."""
         max_tokens = self.check_request(prompt_token_ids, params)
         request_id = request_id or f"req-{next(self._ids)}"
         if request_id in self.scheduler.requests:
@@ -123,6 +124,7 @@ class Engine:
             params=params,
             max_tokens=max_tokens,
             eos_token_ids=eos_token_ids,
+            priority=priority,
         )
         if params.structured_output is not None:
             assert self.structured_output is not None  # check_request rejects it otherwise

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from llmos.engine.structured_output import GrammarMatcher
 
 
+BATCH_PRIORITY = 1  # a batch job's lines wait behind interactive requests (priority 0)
+
+
 class RequestStatus(enum.Enum):
     WAITING = "waiting"
     RUNNING = "running"
@@ -46,6 +49,7 @@ class Request:
     # prompt_logprobs: entry i is token i's logprob given the tokens before it (None for token 0)
     prompt_logprobs: list[TokenLogprob | None] = field(default_factory=list)
     error: str | None = None  # why the request failed, when finish_reason is "error"
+    priority: int = 0  # lower runs first: 0 interactive, BATCH_PRIORITY for a batch job's lines
 
     def __post_init__(self) -> None:
         self.all_token_ids = list(self.prompt_token_ids)

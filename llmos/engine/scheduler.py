@@ -1,9 +1,10 @@
 """Continuous batching: which requests run this step, and with how many tokens each.
 
 Every step has a token budget. Running requests go first (one token for a decode, the next chunk
-for a long prefill), then waiting requests are admitted first-come-first-served while the budget,
-``max_num_seqs`` and free KV blocks allow. When blocks run out, the most recently admitted running
-request is preempted: its blocks are freed and it is recomputed later (prompt + tokens so far).
+for a long prefill), then waiting requests are admitted first-come-first-served within their
+priority (interactive before batch jobs) while the budget, ``max_num_seqs`` and free KV blocks allow.
+When blocks run out, the most recently admitted running request of the lowest priority is
+preempted: its blocks are freed and it is recomputed later (prompt + tokens so far).
 """
 
 from __future__ import annotations
@@ -28,7 +29,20 @@ class Scheduler:
 
     def add_request(self, request: Request) -> None:
         self.requests[request.request_id] = request
-        self.waiting.append(request)
+        self._enqueue(request, first=False)
+
+    def _enqueue(self, request: Request, first: bool) -> None:
+        """Put ``request`` in the waiting queue after every request of a higher or equal priority
+        (``first``: only of a higher one — a preempted request resumes first within its class)."""
+        waiting = self.waiting
+        if not waiting or (waiting[-1].priority <= request.priority and not first):
+            waiting.append(request)  # the common case: one class, FCFS
+            return
+        for i, queued in enumerate(waiting):
+            if queued.priority > request.priority or (first and queued.priority == request.priority):
+                waiting.insert(i, request)
+                return
+        waiting.append(request)
 
     @property
     def has_unfinished(self) -> bool:
@@ -42,7 +56,7 @@ class Scheduler:
             request = self.running[i]
             num_new = min(request.num_tokens - request.num_computed_tokens, budget)
             while not self.block_manager.allocate(request, num_new):
-                victim = self.running.pop()
+                victim = self.running.pop(self._victim_index(i))
                 self._preempt(victim)
                 out.num_preempted += 1
                 if victim is request:
@@ -71,12 +85,18 @@ class Scheduler:
             budget -= num_new
         return out
 
+    def _victim_index(self, start: int) -> int:
+        """The running request to preempt: the latest admitted of the lowest priority among those
+        not yet scheduled this step (from ``start``, the one asking for blocks, on)."""
+        lowest = max(r.priority for r in self.running[start:])
+        return max(i for i in range(start, len(self.running)) if self.running[i].priority == lowest)
+
     def _preempt(self, request: Request) -> None:
         self.block_manager.free(request)
         request.num_computed_tokens = 0
         request.num_preemptions += 1
         request.status = RequestStatus.WAITING
-        self.waiting.appendleft(request)
+        self._enqueue(request, first=True)
         self.num_preemptions += 1
 
     def update_from_output(self, sched: SchedulerOutput, runner_out: ModelRunnerOutput) -> list[EngineOutput]:

@@ -55,6 +55,8 @@ class RequestRecord:
     traceparent: str | None = None  # the client's W3C trace context, continued by tracing
     prompt_text: str | None = None  # only kept when LLMOS_LOG_PROMPTS=1 (and then redacted)
     output_text: str | None = None
+    priority: int = 0  # the engine's: 0 interactive, higher for a batch job's lines
+    batch_id: str | None = None  # the batch a line of which this request is
 
     @property
     def finish_reason(self) -> str | None:

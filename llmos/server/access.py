@@ -25,7 +25,7 @@ from llmos.access.limits import RateLimiter, Reservation
 from llmos.access.scopes import OPEN, SCOPES, Principal
 from llmos.access.usage import UsageLog, UsageWriter, row_of
 from llmos.config import Settings
-from llmos.errors import RateLimited, Unauthorized
+from llmos.errors import KeyNotFound, RateLimited, Unauthorized
 from llmos.monitor.metrics import ServerMetrics
 from llmos.monitor.requests import RequestRecord, current_request
 from llmos.store import Store
@@ -99,6 +99,28 @@ class AccessControl:
         if principal is None:
             raise Unauthorized("Invalid API key.")
         return principal
+
+    def principal_for(self, key_id: str | None) -> Principal:
+        """Who ``key_id`` stands for now (a batch's lines run as their submitter): raises
+        Unauthorized once that key is revoked or gone, or its admin key no longer configured."""
+        if key_id is None:  # submitted while the server had no keys
+            return OPEN
+        if key_id == ADMIN_KEY_ID or (
+            key_id.startswith(ADMIN_KEY_ID) and key_id[len(ADMIN_KEY_ID) :].isdigit()
+        ):
+            index = 0 if key_id == ADMIN_KEY_ID else int(key_id[len(ADMIN_KEY_ID) :]) - 1
+            if 0 <= index < len(self.admin_keys):
+                return self._admin(index)
+            raise Unauthorized(f"The admin key {key_id} (LLMOS_API_KEYS) is no longer configured.")
+        try:
+            key = self.keys.get(key_id)
+        except KeyNotFound:
+            raise Unauthorized(f"API key {key_id} no longer exists.") from None
+        if not key.is_active:
+            error = Unauthorized(f"API key {key_id} was revoked; ask for a new one.")
+            error.code = "key_revoked"
+            raise error
+        return key.principal()
 
     def _try(self, token: str) -> Principal | None:
         # Compare with every admin key (no early exit), so timing says nothing about which matched.

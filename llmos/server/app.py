@@ -27,12 +27,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmos import __version__
+from llmos.batch import BatchStore
 from llmos.config import Settings
 from llmos.errors import LLMOSError
 from llmos.monitor.metrics import ServerMetrics
 from llmos.server.access import AccessControl
 from llmos.server.admin import router as admin_router
 from llmos.server.auth import requires
+from llmos.server.batches import BatchRunner
+from llmos.server.batches import router as batches_router
 from llmos.server.datasets import router as datasets_router
 from llmos.server.explain import router as explain_router
 from llmos.server.jobs import router as jobs_router
@@ -45,6 +48,7 @@ from llmos.server.tasks import router as tasks_router
 from llmos.web.console import console_router, static_app
 
 logger = logging.getLogger(__name__)
+MULTIPART_OVERHEAD = 1 << 16  # an upload's form fields and boundaries around the file itself
 
 
 def error_body(message: str, error_type: str, code: str | None = None, param: str | None = None) -> dict:
@@ -121,17 +125,22 @@ def create_app(
     tracing = _tracing(settings)
     guardrails = _guardrails(settings)
 
+    batches = BatchStore(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         startup.start()
         reaper = asyncio.create_task(_expire_idle(pool, control))
+        app.state.batch_runner.start()  # picks up batches a previous run left unfinished
         yield
         pool.is_draining = True
+        await app.state.batch_runner.stop()  # lines in flight are redone after the restart
         reaper.cancel()
         with suppress(asyncio.CancelledError):
             await reaper
         await asyncio.to_thread(pool.close)
         await asyncio.to_thread(control.close)
+        await asyncio.to_thread(batches.close)
         if tracing is not None:
             await asyncio.to_thread(tracing.shutdown)
 
@@ -149,6 +158,8 @@ def create_app(
     app.state.startup = startup
     app.state.access = control
     app.state.guardrails = guardrails
+    app.state.batches = batches
+    app.state.batch_runner = BatchRunner(app, settings, batches, control)
     app.state.serving = OpenAIServing(
         pool,
         metrics,
@@ -165,12 +176,14 @@ def create_app(
     app.include_router(explain_router)
     app.include_router(tasks_router)
     app.include_router(admin_router)
+    app.include_router(batches_router)
     app.include_router(console_router(requires("public")))
     app.mount("/static", static_app(), name="static")
     app.add_middleware(
         AccessMiddleware,
         control=control,
         max_request_bytes=settings.max_request_bytes,
+        max_upload_bytes=settings.max_file_bytes + MULTIPART_OVERHEAD,
         on_done=None if tracing is None else (lambda record: tracing.record(record, record.traceparent)),
     )
 

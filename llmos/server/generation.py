@@ -53,9 +53,11 @@ class Generation:
             self.metrics.clock(name, len(self.prompt_ids) if i == 0 else 0) for i in range(len(self.params))
         ]
         finals: dict[int, RequestOutput] = {}
+        record = current_request()
+        priority = record.priority if record is not None else 0  # batch jobs run behind the rest
 
         async def pump(index: int, params: SamplingParams) -> None:
-            async for out in self.runtime.engine.generate(self.prompt_ids, params):
+            async for out in self.runtime.engine.generate(self.prompt_ids, params, priority=priority):
                 await merged.put((index, out))
             await merged.put(None)
 

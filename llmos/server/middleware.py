@@ -26,6 +26,12 @@ OPEN_PATHS = frozenset({"/health", "/", "/docs"})
 # The console's pages and assets hold no data (it comes from the API, with the user's key), so a
 # browser without a key can load them and then ask for one.
 OPEN_PREFIXES = ("/ui/", "/static/")
+# Keys of the ASGI scope only the server itself sets (a batch's lines, sent in-process): who the
+# request is from and its engine priority. Nothing a client sends can put them there.
+INTERNAL_PRINCIPAL = "llmos.principal"
+INTERNAL_PRIORITY = "llmos.priority"
+INTERNAL_BATCH = "llmos.batch"
+UPLOAD_PATHS = frozenset({"/v1/files"})  # bodies up to LLMOS_MAX_FILE_BYTES (multipart uploads)
 UNACCOUNTED = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapes: no usage rows
 access_log = logging.getLogger("llmos.access")
 logger = logging.getLogger(__name__)
@@ -54,11 +60,20 @@ async def send_error(send: Send, error: LLMOSError, headers: dict[str, str] | No
 
 
 class AccessMiddleware:
-    def __init__(self, app: ASGIApp, control: AccessControl, max_request_bytes: int, on_done: Any = None):
-        """``on_done(record)`` runs after each request's record is complete (tracing)."""
+    def __init__(
+        self,
+        app: ASGIApp,
+        control: AccessControl,
+        max_request_bytes: int,
+        on_done: Any = None,
+        max_upload_bytes: int = 0,
+    ):
+        """``on_done(record)`` runs after each request's record is complete (tracing);
+        ``max_upload_bytes`` bounds the bodies of ``UPLOAD_PATHS`` instead of ``max_request_bytes``."""
         self.app = app
         self.control = control
         self.max_request_bytes = max_request_bytes
+        self.max_upload_bytes = max(max_upload_bytes, max_request_bytes)
         self.on_done = on_done
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -71,6 +86,8 @@ class AccessMiddleware:
             request_id=request_id, method=scope["method"], path=scope["path"], arrival=time.monotonic()
         )
         record.traceparent = headers.get(b"traceparent", b"").decode("latin-1")[:128] or None
+        record.priority = scope.get(INTERNAL_PRIORITY, 0)
+        record.batch_id = scope.get(INTERNAL_BATCH)
         token = set_current(record)
         extra = {"x-request-id": request_id}
         try:
@@ -94,6 +111,9 @@ class AccessMiddleware:
                 reset_current(token)
 
     async def _authenticate(self, scope: Scope, headers: dict[bytes, bytes], record: RequestRecord) -> Any:
+        internal = scope.get(INTERNAL_PRINCIPAL)
+        if internal is not None:  # a batch line the server sends itself, as its submitter
+            return internal
         if is_open(scope["path"]):
             return access.OPEN
         authorization = headers.get(b"authorization", b"").decode("latin-1")
@@ -106,10 +126,12 @@ class AccessMiddleware:
     async def _run(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], record: RequestRecord
     ) -> None:
-        limit = self.max_request_bytes
+        is_upload = scope["path"] in UPLOAD_PATHS
+        limit = self.max_upload_bytes if is_upload else self.max_request_bytes
         request_id = record.request_id
         too_large = PayloadTooLarge(
-            f"The request body is larger than {limit} bytes (LLMOS_MAX_REQUEST_BYTES)."
+            f"The request body is larger than {limit} bytes "
+            f"({'LLMOS_MAX_FILE_BYTES' if is_upload else 'LLMOS_MAX_REQUEST_BYTES'})."
         )
         try:
             declared = int(headers.get(b"content-length", b"0"))

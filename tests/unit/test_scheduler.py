@@ -10,7 +10,7 @@ import pytest
 from llmos.engine.block_manager import BlockManager
 from llmos.engine.config import EngineConfig
 from llmos.engine.outputs import EngineOutput, ModelRunnerOutput, SchedulerOutput
-from llmos.engine.request import Request, RequestStatus
+from llmos.engine.request import BATCH_PRIORITY, Request, RequestStatus
 from llmos.engine.sampling_params import SamplingParams
 from llmos.engine.scheduler import Scheduler
 
@@ -50,11 +50,18 @@ def make_scheduler(
 
 
 def add(
-    scheduler: Scheduler, request_id: str, num_prompt_tokens: int, max_tokens: int = 32, **params
+    scheduler: Scheduler,
+    request_id: str,
+    num_prompt_tokens: int,
+    max_tokens: int = 32,
+    priority: int = 0,
+    **params,
 ) -> Request:
     sp = SamplingParams(max_tokens=max_tokens, **params)
     prompt = [10 + (i % 200) for i in range(num_prompt_tokens)]
-    request = Request(request_id, prompt, sp, max_tokens=max_tokens, eos_token_ids=frozenset({EOS}))
+    request = Request(
+        request_id, prompt, sp, max_tokens=max_tokens, eos_token_ids=frozenset({EOS}), priority=priority
+    )
     scheduler.add_request(request)
     return request
 
@@ -159,6 +166,38 @@ def test_out_of_blocks_preempts_the_newest_request_and_recomputes_it_with_its_ge
     run_to_completion(scheduler)
     assert new.num_output_tokens == 8 and queued.num_output_tokens == 1
     assert scheduler.block_manager.num_free_blocks == 4
+
+
+def test_interactive_requests_are_admitted_before_waiting_batch_requests() -> None:
+    scheduler = make_scheduler(max_num_seqs=1)
+    add(scheduler, "running", 4, max_tokens=2)
+    step(scheduler)
+    batch = [add(scheduler, f"batch{i}", 4, max_tokens=2, priority=BATCH_PRIORITY) for i in range(3)]
+    chat = add(scheduler, "chat", 4, max_tokens=2)
+    later = add(scheduler, "chat2", 4, max_tokens=2)
+    assert list(scheduler.waiting) == [chat, later, *batch]  # FCFS within each class
+    step(scheduler)  # "running" finishes
+    assert step(scheduler).chunks == {"chat": 4}
+    order = [next(iter(s.chunks)) for s in run_to_completion(scheduler) if s.chunks]
+    assert [r for r in dict.fromkeys(order)] == ["chat", "chat2", "batch0", "batch1", "batch2"]
+
+
+def test_out_of_blocks_preempts_a_batch_request_before_a_newer_interactive_one() -> None:
+    # 5 blocks of 4: "old" and "batch" take one each, then "chat" joins; when "old" needs its
+    # third block, the batch request goes, although "chat" is the most recently admitted
+    scheduler = make_scheduler(num_blocks=5, block_size=4, max_num_seqs=3)
+    old = add(scheduler, "old", 4, max_tokens=7)
+    batch = add(scheduler, "batch", 4, max_tokens=8, priority=BATCH_PRIORITY)
+    step(scheduler)
+    chat = add(scheduler, "chat", 1, max_tokens=8)
+    while not scheduler.num_preemptions:
+        step(scheduler)
+    assert batch.status is RequestStatus.WAITING and batch.block_table == []
+    assert old.status is RequestStatus.RUNNING and chat.status is RequestStatus.RUNNING
+    newcomer = add(scheduler, "chat3", 2, max_tokens=1)
+    assert list(scheduler.waiting) == [newcomer, batch]  # a batch request resumes behind chats
+    run_to_completion(scheduler)
+    assert batch.num_output_tokens == 8 and chat.num_output_tokens == 8
 
 
 def test_eos_finishes_a_request_with_stop() -> None:

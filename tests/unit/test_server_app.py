@@ -251,7 +251,7 @@ def _fail_generation(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Non
 
     engine = client.app.state.pool.find("tiny").runtime.engine
 
-    async def generate(prompt_ids: list[int], params: object) -> AsyncIterator[RequestOutput]:
+    async def generate(prompt_ids: list[int], params: object, **_: object) -> AsyncIterator[RequestOutput]:
         yield RequestOutput("r", "", [], None, "error", None, len(prompt_ids), 0, error="device lost")
 
     monkeypatch.setattr(engine, "generate", generate)
