@@ -256,6 +256,43 @@ class Client:
         """Delete ``name`` (every version, or ``name:v``) from the server's store; returns ``deleted``."""
         return dict(self.request("DELETE", f"/api/models/{name}"))
 
+    # --- batch jobs (the OpenAI Files and Batch APIs) ------------------------------------------
+
+    def upload_file(self, data: bytes, filename: str, purpose: str = "batch") -> dict[str, Any]:
+        """Store ``data`` on the server (``POST /v1/files``); returns OpenAI's file object."""
+        with self._transport_errors():
+            response = self.http.post(
+                "/v1/files", files={"file": (filename, data, "application/jsonl")}, data={"purpose": purpose}
+            )
+        if response.is_error:
+            raise _error_from_response(response)
+        return dict(response.json())
+
+    def file_content(self, file_id: str) -> Iterator[bytes]:
+        """A stored file's bytes, in chunks as they arrive."""
+        with self._transport_errors(), self.http.stream("GET", f"/v1/files/{file_id}/content") as response:
+            if response.is_error:
+                response.read()
+                raise _error_from_response(response)
+            yield from response.iter_bytes()
+
+    def create_batch(
+        self, input_file_id: str, endpoint: str, metadata: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Start a batch over an uploaded input file (completion window 24h)."""
+        body = {"input_file_id": input_file_id, "endpoint": endpoint, "completion_window": "24h"}
+        return dict(self.request("POST", "/v1/batches", body | ({"metadata": metadata} if metadata else {})))
+
+    def batches(self, limit: int = 100) -> list[dict[str, Any]]:
+        """This key's batches (every key's with the admin scope), newest first."""
+        return list(self.request("GET", f"/v1/batches?limit={limit}")["data"])
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/batches/{batch_id}"))
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"/v1/batches/{batch_id}/cancel"))
+
 
 @contextmanager
 def _transport_errors(url: str, timeout: float | None) -> Iterator[None]:

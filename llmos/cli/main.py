@@ -14,7 +14,7 @@ import logging
 import typer
 
 from llmos import __version__
-from llmos.cli import bench, keys, lineage, models, run, server, tasks, train, transfer, upkeep
+from llmos.cli import batch, bench, keys, lineage, models, run, server, tasks, train, transfer, upkeep
 from llmos.cli import data as data_cli
 from llmos.cli import evaluate as evaluate_cli
 from llmos.cli import explain as explain_cli
@@ -42,6 +42,7 @@ explain_cli.register(app)
 evaluate_cli.register(app)
 tasks.register(app)
 keys.register(app)
+batch.register(app)
 
 
 @app.callback()
