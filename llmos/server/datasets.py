@@ -68,13 +68,15 @@ async def dataset_rows(
     limit: int = Query(20, ge=0, le=MAX_PAGE),
     split: str | None = Query(None, max_length=32),
 ) -> dict[str, Any]:
-    """Rows ``offset`` to ``offset + limit`` of one split, or of all splits in order."""
+    """Rows ``offset`` to ``offset + limit`` of one split, or of all splits in order; ``total`` counts
+    the rows of what was paged (the split, or the version)."""
     settings = request.app.state.settings
     version = await asyncio.to_thread(data.show, name, settings)
     rows = await asyncio.to_thread(
         data.rows, version.ref, offset=offset, limit=limit, split=split, settings=settings
     )
-    return {"ref": version.ref, "offset": offset, "limit": limit, "total": version.num_rows, "rows": rows}
+    total = version.splits[split]["rows"] if split else version.num_rows  # data.rows checked the split
+    return {"ref": version.ref, "offset": offset, "limit": limit, "total": total, "rows": rows}
 
 
 @router.get("/{name}/stats", **requires("datasets"))

@@ -42,6 +42,14 @@ def test_rows_pages_through_the_data(client: TestClient) -> None:
     assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "query.limit"
 
 
+def test_rows_of_one_split_count_that_split(client: TestClient) -> None:
+    data.split("reviews", test=0.5, seed=0, settings=client.app.state.settings)
+    sizes = client.get("/api/datasets/reviews:2").json()["splits"]
+    page = client.get("/api/datasets/reviews:2/rows", params={"split": "test", "limit": 100}).json()
+    assert page["total"] == sizes["test"]["rows"] == len(page["rows"]) < 6
+    assert client.get("/api/datasets/reviews:2/rows").json()["total"] == 6
+
+
 def test_annotations_agreement_and_review(client: TestClient) -> None:
     for annotator, labels in (("alice", ["pos", "neg", "pos"]), ("bob", ["pos", "pos", "pos"])):
         for row_id, label in enumerate(labels, start=1):
