@@ -9,6 +9,7 @@ One server and one browser for the module; a tiny random model keeps it fast."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import openai
 import pytest
 import torch
 
+from llmos import data
 from llmos.access.keys import KeyStore
 from llmos.config import Settings
 from llmos.registry import Registry
@@ -66,7 +68,22 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     registry.import_path(folder, "tiny")
     registry.import_path(folder, "spare")  # loaded and unloaded from the Models page
     registry.close()
+    settings = Settings(home=home)
+    data.import_file(_jsonl(home / "tickets.jsonl", TICKETS), "tickets", "classification", settings=settings)
     return home
+
+
+LABELS = ("billing", "bug", "praise")
+# A few thousand rows: the preview must page on the server. Lengths vary (3 to 12 words).
+TICKETS = [
+    {"text": " ".join(["ticket", str(i)] + ["word"] * (1 + i % 10)), "label": LABELS[i % 7 % 3]}
+    for i in range(1, 3001)
+]
+
+
+def _jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +254,36 @@ def test_a_key_without_the_admin_scope_cannot_see_the_keys_page(
     finally:
         tab.close()
     assert server.get("/api/keys", key=user_key).status_code == 403
+
+
+def test_the_datasets_page_pages_a_big_dataset_on_the_server_and_profiles_it(admin_tab: Tab) -> None:
+    server = admin_tab.server
+    page = admin_tab.open("/ui/datasets")
+    page.click("tr[data-dataset=tickets] a")
+    page.wait_for_selector("#preview tr[data-row='1']")
+    assert page.text_content("#schema") == "classification"
+    assert page.locator("#columns code").all_text_contents() == ["id", "text", "label"]
+    with page.expect_response(lambda r: "/api/datasets/tickets%3A1/rows?" in r.url) as answer:
+        page.click("#next-page")
+    page.wait_for_selector("#preview tr[data-row='21']")
+    # the browser asked for one page and got one page: the paging happened on the server
+    assert "offset=20" in answer.value.url and "limit=20" in answer.value.url
+    assert len(answer.value.json()["rows"]) == 20
+    shown = [int(i) for i in page.eval_on_selector_all("#preview tr", "rows => rows.map(r => r.dataset.row)")]
+    assert shown == list(range(21, 41))
+    assert page.text_content("#preview tr[data-row='21'] td:nth-child(2)") == TICKETS[20]["text"]
+    assert page.text_content("#page-status") == "Rows 21–40 of 3,000"
+    assert page.is_enabled("#prev-page") and "name=tickets%3A1" in page.url
+
+    stats = server.get("/api/datasets/tickets/stats?bins=10").json()
+    balance = {row.get_attribute("data-bar"): row for row in page.locator("#label-balance tr").all()}
+    assert sorted(balance) == sorted(stats["labels"]) == sorted(LABELS)
+    for label, row in balance.items():
+        assert int(row.locator("meter").get_attribute("value")) == stats["labels"][label]
+    counts = [int(m.get_attribute("value")) for m in page.locator("#histogram meter").all()]
+    assert counts == [b["count"] for b in stats["tokens"]["histogram"]] and sum(counts) == 3000
+    assert page.locator("#histogram tr").first.get_attribute("data-bar") == "3"  # "ticket N word"
+    page.screenshot(path=str(_screenshot_dir() / "datasets-preview.png"), full_page=True)
 
 
 def _screenshot_dir() -> Path:
