@@ -1,7 +1,9 @@
 """The web console in a real headless Chromium (Playwright driving Debian's ``chromium``) against a
 real ``llmos serve`` on loopback that requires keys: chat streams tokens into the page and ends with
 what the ``openai`` client gets for the same request, a model is loaded and unloaded from the
-Models page, a key without the admin scope sees no Keys page, every page loads with the network
+Models page, a big dataset is previewed page by page from the server, three records are labelled
+by keyboard (one undone) and saved as a new version, a key without the admin scope sees no Keys
+page, every page loads with the network
 blocked to all but the server (no aborted request, no console error, no CSP violation), and a
 screenshot of every page at 1280x800 lands in ``tests/e2e/screenshots/``.
 
@@ -24,6 +26,7 @@ import torch
 from llmos import data
 from llmos.access.keys import KeyStore
 from llmos.config import Settings
+from llmos.data.kappa import cohen_kappa
 from llmos.registry import Registry
 from llmos.web.console import PAGES
 from tests.conftest import start_server, wait_healthy
@@ -70,7 +73,11 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     registry.close()
     settings = Settings(home=home)
     data.import_file(_jsonl(home / "tickets.jsonl", TICKETS), "tickets", "classification", settings=settings)
+    data.import_file(_jsonl(home / "notes.jsonl", NOTES), "notes", "text", settings=settings)
     return home
+
+
+NOTES = [{"text": f"note number {i}: the printer on floor {i} jams again"} for i in range(1, 7)]
 
 
 LABELS = ("billing", "bug", "praise")
@@ -284,6 +291,72 @@ def test_the_datasets_page_pages_a_big_dataset_on_the_server_and_profiles_it(adm
     assert counts == [b["count"] for b in stats["tokens"]["histogram"]] and sum(counts) == 3000
     assert page.locator("#histogram tr").first.get_attribute("data-bar") == "3"  # "ticket N word"
     page.screenshot(path=str(_screenshot_dir() / "datasets-preview.png"), full_page=True)
+
+
+def _labels(server: Server, annotator: str) -> dict[int, str]:
+    found = server.get(f"/api/datasets/notes:1/annotations?annotator={annotator}").json()["annotations"]
+    return {a["row_id"]: a["label"] for a in found}
+
+
+def test_records_are_labelled_by_keyboard_undone_and_saved_as_a_new_version(admin_tab: Tab) -> None:
+    server = admin_tab.server
+    for row_id, label in ((1, "good"), (2, "bad"), (3, "good"), (4, "bad")):  # a second annotator
+        body = {"row_id": row_id, "label": label, "annotator": "bob"}
+        response = httpx.post(
+            server.url + "/api/datasets/notes/annotations",
+            json=body,
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        )
+        assert response.status_code == 200, response.text
+    page = admin_tab.open("/ui/annotation?name=notes:1")
+    page.wait_for_selector("#ann-dataset option[value='notes:1']", state="attached")
+    assert page.input_value("#ann-dataset") == "notes:1"
+    page.fill("#annotator", "alice")
+    page.fill("#label-set", "good,bad")
+    page.click("#start")
+    page.wait_for_selector("#record[data-row='1']")
+    assert NOTES[0]["text"] in page.text_content("#record-fields")
+    for key in ("1", "2", "1"):  # three records by keyboard, no waiting between the keys
+        page.keyboard.press(key)
+    page.wait_for_selector("#record[data-row='4']")
+    page.wait_for_function("document.getElementById('progress').value === 3")
+    assert _labels(server, "alice") == {1: "good", 2: "bad", 3: "good"}
+    page.keyboard.press("u")  # the third label is taken back and its record comes again
+    page.wait_for_selector("#record[data-row='3']")
+    assert page.text_content("#progress-text") == "2 of 6 labelled by alice"
+    assert _labels(server, "alice") == {1: "good", 2: "bad"}
+    page.keyboard.press("Backspace")
+    page.wait_for_selector("#record[data-row='2']")
+    assert _labels(server, "alice") == {1: "good"}
+    page.keyboard.press("2")
+    page.keyboard.press("2")
+    page.wait_for_selector("#record[data-row='4']")
+    assert _labels(server, "alice") == {1: "good", 2: "bad", 3: "bad"}
+
+    # agreement of alice and bob on rows 1-3 (good/bad/bad vs good/bad/good), as the API has it
+    pair = server.get("/api/datasets/notes:1/agreement").json()["pairs"][0]
+    assert pair["annotators"] == ["alice", "bob"] and pair["num_items"] == 3
+    assert pair["kappa"] == pytest.approx(cohen_kappa(["good", "bad", "bad"], ["good", "bad", "good"]))
+    row = page.locator("#agreement tr[data-pair='alice/bob']")
+    row.locator(".kappa").wait_for()
+    page.wait_for_function("document.querySelector('#agreement .percent')?.textContent === '66.7%'")
+    assert row.locator(".kappa").text_content() == f"{pair['kappa']:.3f}" == "0.400"
+    assert "pending 7" in page.text_content("#review-counts")
+
+    page.click("#save")
+    page.wait_for_selector("#saved a[href*='notes%3A2']")
+    made = server.get("/api/datasets/notes").json()
+    assert made["ref"] == "notes:2" and made["schema"] == "classification"
+    assert made["parents"][0] == {
+        "relation": "annotated_from",
+        "ref": "notes:1",
+        "digest": made["parents"][0]["digest"],
+    }
+    rows = server.get("/api/datasets/notes:2/rows?limit=10").json()["rows"]
+    # row 3 is a tie (alice bad, bob good) and rows 5-6 nobody labelled: all three are left out
+    assert {r["id"]: r["label"] for r in rows} == {1: "good", 2: "bad", 4: "bad"}
+    assert made["report"]["ties"] == 1 and made["report"]["unlabelled_dropped"] == 3
+    page.screenshot(path=str(_screenshot_dir() / "annotation-session.png"), full_page=True)
 
 
 def _screenshot_dir() -> Path:

@@ -127,7 +127,7 @@ def test_nav_lists_only_pages_that_exist(client: TestClient) -> None:
     html = client.get("/").text
     links = re.findall(r'<li data-scope="[^"]+" hidden><a href="([^"]+)"', html)
     assert links == [p.path for p in PAGES]
-    assert client.get("/ui/annotation").status_code == 404
+    assert client.get("/ui/training").status_code == 404
 
 
 def test_strings_come_from_the_catalogue_in_english_and_chinese(client: TestClient) -> None:
@@ -159,3 +159,19 @@ def test_the_datasets_page_is_in_the_nav_and_speaks_chinese(client: TestClient) 
         assert text in english
     chinese = client.get("/ui/datasets?lang=zh").text
     assert "<title>数据集 · llmos</title>" in chinese and "标签分布" in chinese
+
+
+def test_the_annotation_page_is_in_the_nav_with_its_shortcuts_and_speaks_chinese(
+    client: TestClient,
+) -> None:
+    english = client.get("/ui/annotation").text
+    assert '<li data-scope="datasets" hidden><a href="/ui/annotation"' in english
+    for text in (
+        "u or Backspace undoes",
+        "Cohen&#39;s kappa",
+        'id="progress"',
+        'src="/static/annotation.js"',
+    ):
+        assert text in english, text
+    chinese = client.get("/ui/annotation?lang=zh").text
+    assert "<title>标注 · llmos</title>" in chinese and "退格键撤销" in chinese
