@@ -2,9 +2,9 @@
 real ``llmos serve`` on loopback that requires keys: chat streams tokens into the page and ends with
 what the ``openai`` client gets for the same request, a model is loaded and unloaded from the
 Models page, a big dataset is previewed page by page from the server, three records are labelled
-by keyboard (one undone) and saved as a new version, a key without the admin scope sees no Keys
-page, every page loads with the network
-blocked to all but the server (no aborted request, no console error, no CSP violation), and a
+by keyboard (one undone) and saved as a new version, the tokenize form boxes each token with its
+id, a key without the admin scope sees no Keys page, every page loads with the network blocked to
+all but the server (no aborted request, no console error, no CSP violation), and a
 screenshot of every page at 1280x800 lands in ``tests/e2e/screenshots/``.
 
 One server and one browser for the module; a tiny random model keeps it fast."""
@@ -30,7 +30,7 @@ from llmos.data.kappa import cohen_kappa
 from llmos.registry import Registry
 from llmos.web.console import PAGES
 from tests.conftest import start_server, wait_healthy
-from tests.unit.tiny_models import build_tiny_chat_folder
+from tests.unit.tiny_models import build_tiny_bpe_chat_folder, build_tiny_chat_folder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing: pip install -e '.[dev]'")
@@ -47,7 +47,8 @@ PROMPTS = ("hello", "hello world", "the capital of france is", "paris", "world",
 
 class Server:
     def __init__(self, home: Path):
-        env = {"LLMOS_DTYPE": "float32", "LLMOS_MAX_MODEL_LEN": "256"}
+        # the task prompts need ~1k tokens (the bpe model); the tiny chat model stays at its 512
+        env = {"LLMOS_DTYPE": "float32", "LLMOS_MAX_MODEL_LEN": "2048"}
         self.proc, self.url = start_server(home, "-m", "tiny", "--api-key", ADMIN, env=env, log_dir=home)
         wait_healthy(self.url, self.proc, headers={"Authorization": f"Bearer {ADMIN}"})
 
@@ -70,6 +71,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     registry = Registry(Settings(home=home, dtype="float32"))
     registry.import_path(folder, "tiny")
     registry.import_path(folder, "spare")  # loaded and unloaded from the Models page
+    # the task forms need a tokenizer that can spell any JSON (the tasks' grammars): a byte-level BPE
+    registry.import_path(build_tiny_bpe_chat_folder(tmp_path_factory.mktemp("bpe") / "model"), "bpe")
     registry.close()
     settings = Settings(home=home)
     data.import_file(_jsonl(home / "tickets.jsonl", TICKETS), "tickets", "classification", settings=settings)
@@ -252,7 +255,9 @@ def test_a_key_without_the_admin_scope_cannot_see_the_keys_page(
     try:
         nav = tab.page.locator("#nav li[data-scope=admin]")
         assert nav.count() == 1 and not nav.is_visible()
-        assert tab.page.locator("#nav li[data-scope=inference]").is_visible()
+        assert tab.page.locator("#nav li[data-scope=inference]").first.is_visible()
+        datasets = tab.page.locator("#nav li[data-scope=datasets]")  # alice has no datasets scope
+        assert datasets.count() == 2 and not datasets.first.is_visible()
         page = tab.open("/ui/keys")
         page.wait_for_selector("#not-allowed:not([hidden])")
         assert "Not allowed" in page.text_content("#not-allowed")
@@ -357,6 +362,54 @@ def test_records_are_labelled_by_keyboard_undone_and_saved_as_a_new_version(admi
     assert {r["id"]: r["label"] for r in rows} == {1: "good", 2: "bad", 4: "bad"}
     assert made["report"]["ties"] == 1 and made["report"]["unlabelled_dropped"] == 3
     page.screenshot(path=str(_screenshot_dir() / "annotation-session.png"), full_page=True)
+
+
+def _task(server: Server, task: str, item: dict[str, Any]) -> dict[str, Any]:
+    body = {"model": "bpe", "input": item, "temperature": 0}
+    response = httpx.post(
+        f"{server.url}/v1/tasks/{task}", json=body, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["results"][0]["output"]
+
+
+def _run_task(tab: Tab, task: str, fields: dict[str, str]) -> Any:
+    page = tab.open(f"/ui/tasks?task={task}")
+    page.wait_for_selector("#task-model option[value=bpe]", state="attached")
+    page.select_option("#task-model", "bpe")
+    for name, value in fields.items():
+        page.fill(f"#task-in-{name}", value)
+    page.click("#run-task")
+    page.wait_for_selector(f"#task-view[data-task={task}]", timeout=60_000)
+    return page
+
+
+def test_the_tokenize_form_shows_each_token_with_its_boundaries_and_id(admin_tab: Tab) -> None:
+    text = "Hello world, 你好世界"
+    page = _run_task(admin_tab, "tokenize", {"text": text})
+    expected = _task(admin_tab.server, "tokenize", {"text": text})["tokens"]
+    shown = page.eval_on_selector_all(
+        "#task-view .tok",
+        "els => els.map(e => [Number(e.dataset.id), Number(e.dataset.start), Number(e.dataset.end),"
+        " e.querySelector('.tok-text').textContent])",
+    )
+    assert len(shown) >= 4
+    # a character split over byte-level tokens shows in its first token; the rest show only an id
+    covered, want = 0, []
+    for tok in expected:
+        want.append([tok["id"], tok["start"], tok["end"], text[max(covered, tok["start"]) : tok["end"]]])
+        covered = max(covered, tok["end"])
+    assert shown == want and any(w[3] == "" for w in want)
+    page.screenshot(path=str(_screenshot_dir() / "tasks-tokenize.png"))
+    # the text between the tokens stays, so the boxes sit on the text as it was typed
+    assert (
+        page.eval_on_selector(
+            "#task-view .tokens",
+            "p => [...p.childNodes].map(n => n.nodeType === 3 ? n.textContent :"
+            " n.querySelector('.tok-text').textContent).join('')",
+        )
+        == text
+    )
 
 
 def _screenshot_dir() -> Path:

@@ -175,3 +175,10 @@ def test_the_annotation_page_is_in_the_nav_with_its_shortcuts_and_speaks_chinese
         assert text in english, text
     chinese = client.get("/ui/annotation?lang=zh").text
     assert "<title>标注 · llmos</title>" in chinese and "退格键撤销" in chinese
+
+
+def test_the_tasks_page_is_in_the_nav_and_speaks_chinese(client: TestClient) -> None:
+    english = client.get("/ui/tasks").text
+    assert '<li data-scope="inference" hidden><a href="/ui/tasks"' in english
+    assert 'src="/static/tasks.js"' in english and 'id="task-fields"' in english
+    assert "<title>任务 · llmos</title>" in client.get("/ui/tasks?lang=zh").text
