@@ -121,6 +121,17 @@ class AnnotationLog:
             session.flush()
             return _to_annotation(version.ref, row)
 
+    def remove(self, version: DatasetVersion, row_id: int, annotator: str) -> Annotation:
+        """Take back ``annotator``'s label on ``row_id`` (an undo); the removed label is returned.
+        Raises DatasetNotFound when there is none."""
+        with self.store.session() as session:
+            row = session.scalar(self._query(version, annotator).where(AnnotationRow.row_id == row_id))
+            if row is None:
+                raise DatasetNotFound(f"{annotator} has not labelled row {row_id} of {version.ref}")
+            removed = _to_annotation(version.ref, row)
+            session.delete(row)
+            return removed
+
     @staticmethod
     def _query(version: DatasetVersion, annotator: str):  # noqa: ANN205 - a SQLAlchemy Select
         return select(AnnotationRow).where(

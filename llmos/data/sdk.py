@@ -1,5 +1,6 @@
 """The dataset SDK (``llmos.data.*``), which the CLI and the HTTP routes call too: import, list, show,
-rows, load, stats, clean, split, annotate, labels, review, agreement, apply annotations, export.
+rows, load, stats, clean, split, annotate, labels, remove a label, review, agreement, apply
+annotations, export.
 
 Every function takes an optional ``Settings`` (default: from the environment), opens the store
 for the one call, and raises only ``llmos.errors`` classes. ``load`` is what training reads.
@@ -204,6 +205,12 @@ def labels(
     """The labels given on ``ref`` (by one annotator, if named)."""
     with open_store(settings) as store:
         return store.annotations.list(store.resolve(ref), annotator)
+
+
+def remove_label(ref: str, row_id: int, annotator: str, settings: Settings | None = None) -> Annotation:
+    """Take back ``annotator``'s label on one row (an undo) and return it. Raises DatasetNotFound."""
+    with open_store(settings) as store:
+        return store.annotations.remove(store.resolve(ref), row_id, validate_annotator(annotator))
 
 
 def review(

@@ -1,5 +1,6 @@
-"""The dataset API under ``/api/datasets``: list, show, page through rows, label rows, review labels,
-read labels and inter-annotator agreement — the same ``llmos.data`` SDK the CLI uses.
+"""The dataset API under ``/api/datasets``: list, show, page through rows, profile, label rows (and
+take a label back), review labels, read labels, inter-annotator agreement and a new version from
+the labels — the same ``llmos.data`` SDK the CLI uses.
 
 Store work runs off the event loop; errors are ``llmos.errors`` classes, answered by the app's
 one error handler (bad names and values 400, unknown datasets 404).
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from llmos import data
@@ -29,6 +30,13 @@ class AnnotationRequest(BaseModel):
     row_id: int = Field(ge=0, le=MAX_ROW_ID)
     label: str = Field(min_length=1, max_length=256)
     annotator: str = Field(min_length=1, max_length=128)
+
+
+class ApplyRequest(BaseModel):
+    """Body of POST /api/datasets/{name}/apply-annotations (``llmos data annotate --export``)."""
+
+    annotator: str | None = Field(None, min_length=1, max_length=128, description="only their labels")
+    name: str | None = Field(None, min_length=1, max_length=64, description="the dataset to write to")
 
 
 class ReviewRequest(BaseModel):
@@ -60,13 +68,22 @@ async def dataset_rows(
     limit: int = Query(20, ge=0, le=MAX_PAGE),
     split: str | None = Query(None, max_length=32),
 ) -> dict[str, Any]:
-    """Rows ``offset`` to ``offset + limit`` of one split, or of all splits in order."""
+    """Rows ``offset`` to ``offset + limit`` of one split, or of all splits in order; ``total`` counts
+    the rows of what was paged (the split, or the version)."""
     settings = request.app.state.settings
     version = await asyncio.to_thread(data.show, name, settings)
     rows = await asyncio.to_thread(
         data.rows, version.ref, offset=offset, limit=limit, split=split, settings=settings
     )
-    return {"ref": version.ref, "offset": offset, "limit": limit, "total": version.num_rows, "rows": rows}
+    total = version.splits[split]["rows"] if split else version.num_rows  # data.rows checked the split
+    return {"ref": version.ref, "offset": offset, "limit": limit, "total": total, "rows": rows}
+
+
+@router.get("/{name}/stats", **requires("datasets"))
+async def dataset_stats(name: str, request: Request, bins: int = Query(10, ge=1, le=100)) -> dict[str, Any]:
+    """``llmos data stats``: rows per split, columns, a whitespace-token length histogram and, for a
+    classification dataset, the label balance."""
+    return await asyncio.to_thread(data.stats, name, num_bins=bins, settings=request.app.state.settings)
 
 
 @router.post("/{name}/annotations", **requires("datasets"))
@@ -84,6 +101,32 @@ async def list_annotations(
 ) -> dict[str, Any]:
     found = await asyncio.to_thread(data.labels, name, annotator, request.app.state.settings)
     return {"annotations": [a.to_dict() for a in found]}
+
+
+@router.delete("/{name}/annotations/{row_id}", **requires("datasets"))
+async def remove_annotation(
+    name: str,
+    request: Request,
+    row_id: int = Path(ge=0, le=MAX_ROW_ID),
+    annotator: str = Query(..., min_length=1, max_length=128),
+) -> dict[str, Any]:
+    """Take back one annotator's label on a row (the console's undo); answers the removed label."""
+    removed = await asyncio.to_thread(data.remove_label, name, row_id, annotator, request.app.state.settings)
+    return removed.to_dict()
+
+
+@router.post("/{name}/apply-annotations", **requires("datasets"))
+async def write_labelled_version(name: str, body: ApplyRequest, request: Request) -> dict[str, Any]:
+    """A new classification version whose labels come from the annotations (``annotated_from``);
+    ``is_new`` is false when the newest version already holds exactly these labels."""
+    version = await asyncio.to_thread(
+        data.apply_annotations,
+        name,
+        annotator=body.annotator,
+        name=body.name,
+        settings=request.app.state.settings,
+    )
+    return {**version.to_dict(), "is_new": version.is_new}
 
 
 @router.post("/{name}/reviews", **requires("datasets"))

@@ -49,6 +49,9 @@ PAGES = (
     Page("home", "/", "any", ("vendor/uPlot.iife.min.js", "charts.js", "home.js")),
     Page("models", "/ui/models", "models:read", ("models.js",)),
     Page("playground", "/ui/playground", "inference", ("playground.js",)),
+    Page("tasks", "/ui/tasks", "inference", ("tasks.js",)),
+    Page("datasets", "/ui/datasets", "datasets", ("datasets.js",)),
+    Page("annotation", "/ui/annotation", "datasets", ("annotation.js",)),
     Page("metrics", "/ui/metrics", "metrics", ("vendor/uPlot.iife.min.js", "charts.js", "metrics.js")),
     Page("keys", "/ui/keys", "admin", ("keys.js",)),
 )

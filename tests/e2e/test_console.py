@@ -1,14 +1,17 @@
 """The web console in a real headless Chromium (Playwright driving Debian's ``chromium``) against a
 real ``llmos serve`` on loopback that requires keys: chat streams tokens into the page and ends with
 what the ``openai`` client gets for the same request, a model is loaded and unloaded from the
-Models page, a key without the admin scope sees no Keys page, every page loads with the network
-blocked to all but the server (no aborted request, no console error, no CSP violation), and a
+Models page, a big dataset is previewed page by page from the server, three records are labelled
+by keyboard (one undone) and saved as a new version, the tokenize form boxes each token with its
+id, a key without the admin scope sees no Keys page, every page loads with the network blocked to
+all but the server (no aborted request, no console error, no CSP violation), and a
 screenshot of every page at 1280x800 lands in ``tests/e2e/screenshots/``.
 
 One server and one browser for the module; a tiny random model keeps it fast."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -20,12 +23,14 @@ import openai
 import pytest
 import torch
 
+from llmos import data
 from llmos.access.keys import KeyStore
 from llmos.config import Settings
+from llmos.data.kappa import cohen_kappa
 from llmos.registry import Registry
 from llmos.web.console import PAGES
 from tests.conftest import start_server, wait_healthy
-from tests.unit.tiny_models import build_tiny_chat_folder
+from tests.unit.tiny_models import build_tiny_bpe_chat_folder, build_tiny_chat_folder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing: pip install -e '.[dev]'")
@@ -42,7 +47,8 @@ PROMPTS = ("hello", "hello world", "the capital of france is", "paris", "world",
 
 class Server:
     def __init__(self, home: Path):
-        env = {"LLMOS_DTYPE": "float32", "LLMOS_MAX_MODEL_LEN": "256"}
+        # the task prompts need ~1k tokens (the bpe model); the tiny chat model stays at its 512
+        env = {"LLMOS_DTYPE": "float32", "LLMOS_MAX_MODEL_LEN": "2048"}
         self.proc, self.url = start_server(home, "-m", "tiny", "--api-key", ADMIN, env=env, log_dir=home)
         wait_healthy(self.url, self.proc, headers={"Authorization": f"Bearer {ADMIN}"})
 
@@ -65,8 +71,29 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     registry = Registry(Settings(home=home, dtype="float32"))
     registry.import_path(folder, "tiny")
     registry.import_path(folder, "spare")  # loaded and unloaded from the Models page
+    # the task forms need a tokenizer that can spell any JSON (the tasks' grammars): a byte-level BPE
+    registry.import_path(build_tiny_bpe_chat_folder(tmp_path_factory.mktemp("bpe") / "model"), "bpe")
     registry.close()
+    settings = Settings(home=home)
+    data.import_file(_jsonl(home / "tickets.jsonl", TICKETS), "tickets", "classification", settings=settings)
+    data.import_file(_jsonl(home / "notes.jsonl", NOTES), "notes", "text", settings=settings)
     return home
+
+
+NOTES = [{"text": f"note number {i}: the printer on floor {i} jams again"} for i in range(1, 7)]
+
+
+LABELS = ("billing", "bug", "praise")
+# A few thousand rows: the preview must page on the server. Lengths vary (3 to 12 words).
+TICKETS = [
+    {"text": " ".join(["ticket", str(i)] + ["word"] * (1 + i % 10)), "label": LABELS[i % 7 % 3]}
+    for i in range(1, 3001)
+]
+
+
+def _jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +255,9 @@ def test_a_key_without_the_admin_scope_cannot_see_the_keys_page(
     try:
         nav = tab.page.locator("#nav li[data-scope=admin]")
         assert nav.count() == 1 and not nav.is_visible()
-        assert tab.page.locator("#nav li[data-scope=inference]").is_visible()
+        assert tab.page.locator("#nav li[data-scope=inference]").first.is_visible()
+        datasets = tab.page.locator("#nav li[data-scope=datasets]")  # alice has no datasets scope
+        assert datasets.count() == 2 and not datasets.first.is_visible()
         page = tab.open("/ui/keys")
         page.wait_for_selector("#not-allowed:not([hidden])")
         assert "Not allowed" in page.text_content("#not-allowed")
@@ -237,6 +266,150 @@ def test_a_key_without_the_admin_scope_cannot_see_the_keys_page(
     finally:
         tab.close()
     assert server.get("/api/keys", key=user_key).status_code == 403
+
+
+def test_the_datasets_page_pages_a_big_dataset_on_the_server_and_profiles_it(admin_tab: Tab) -> None:
+    server = admin_tab.server
+    page = admin_tab.open("/ui/datasets")
+    page.click("tr[data-dataset=tickets] a")
+    page.wait_for_selector("#preview tr[data-row='1']")
+    assert page.text_content("#schema") == "classification"
+    assert page.locator("#columns code").all_text_contents() == ["id", "text", "label"]
+    with page.expect_response(lambda r: "/api/datasets/tickets%3A1/rows?" in r.url) as answer:
+        page.click("#next-page")
+    page.wait_for_selector("#preview tr[data-row='21']")
+    # the browser asked for one page and got one page: the paging happened on the server
+    assert "offset=20" in answer.value.url and "limit=20" in answer.value.url
+    assert len(answer.value.json()["rows"]) == 20
+    shown = [int(i) for i in page.eval_on_selector_all("#preview tr", "rows => rows.map(r => r.dataset.row)")]
+    assert shown == list(range(21, 41))
+    assert page.text_content("#preview tr[data-row='21'] td:nth-child(2)") == TICKETS[20]["text"]
+    assert page.text_content("#page-status") == "Rows 21–40 of 3,000"
+    assert page.is_enabled("#prev-page") and "name=tickets%3A1" in page.url
+
+    stats = server.get("/api/datasets/tickets/stats?bins=10").json()
+    balance = {row.get_attribute("data-bar"): row for row in page.locator("#label-balance tr").all()}
+    assert sorted(balance) == sorted(stats["labels"]) == sorted(LABELS)
+    for label, row in balance.items():
+        assert int(row.locator("meter").get_attribute("value")) == stats["labels"][label]
+    counts = [int(m.get_attribute("value")) for m in page.locator("#histogram meter").all()]
+    assert counts == [b["count"] for b in stats["tokens"]["histogram"]] and sum(counts) == 3000
+    assert page.locator("#histogram tr").first.get_attribute("data-bar") == "3"  # "ticket N word"
+    page.screenshot(path=str(_screenshot_dir() / "datasets-preview.png"), full_page=True)
+
+
+def _labels(server: Server, annotator: str) -> dict[int, str]:
+    found = server.get(f"/api/datasets/notes:1/annotations?annotator={annotator}").json()["annotations"]
+    return {a["row_id"]: a["label"] for a in found}
+
+
+def test_records_are_labelled_by_keyboard_undone_and_saved_as_a_new_version(admin_tab: Tab) -> None:
+    server = admin_tab.server
+    for row_id, label in ((1, "good"), (2, "bad"), (3, "good"), (4, "bad")):  # a second annotator
+        body = {"row_id": row_id, "label": label, "annotator": "bob"}
+        response = httpx.post(
+            server.url + "/api/datasets/notes/annotations",
+            json=body,
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        )
+        assert response.status_code == 200, response.text
+    page = admin_tab.open("/ui/annotation?name=notes:1")
+    page.wait_for_selector("#ann-dataset option[value='notes:1']", state="attached")
+    assert page.input_value("#ann-dataset") == "notes:1"
+    page.fill("#annotator", "alice")
+    page.fill("#label-set", "good,bad")
+    page.click("#start")
+    page.wait_for_selector("#record[data-row='1']")
+    assert NOTES[0]["text"] in page.text_content("#record-fields")
+    for key in ("1", "2", "1"):  # three records by keyboard, no waiting between the keys
+        page.keyboard.press(key)
+    page.wait_for_selector("#record[data-row='4']")
+    page.wait_for_function("document.getElementById('progress').value === 3")
+    assert _labels(server, "alice") == {1: "good", 2: "bad", 3: "good"}
+    page.keyboard.press("u")  # the third label is taken back and its record comes again
+    page.wait_for_selector("#record[data-row='3']")
+    assert page.text_content("#progress-text") == "2 of 6 labelled by alice"
+    assert _labels(server, "alice") == {1: "good", 2: "bad"}
+    page.keyboard.press("Backspace")
+    page.wait_for_selector("#record[data-row='2']")
+    assert _labels(server, "alice") == {1: "good"}
+    page.keyboard.press("2")
+    page.keyboard.press("2")
+    page.wait_for_selector("#record[data-row='4']")
+    assert _labels(server, "alice") == {1: "good", 2: "bad", 3: "bad"}
+
+    # agreement of alice and bob on rows 1-3 (good/bad/bad vs good/bad/good), as the API has it
+    pair = server.get("/api/datasets/notes:1/agreement").json()["pairs"][0]
+    assert pair["annotators"] == ["alice", "bob"] and pair["num_items"] == 3
+    assert pair["kappa"] == pytest.approx(cohen_kappa(["good", "bad", "bad"], ["good", "bad", "good"]))
+    row = page.locator("#agreement tr[data-pair='alice/bob']")
+    row.locator(".kappa").wait_for()
+    page.wait_for_function("document.querySelector('#agreement .percent')?.textContent === '66.7%'")
+    assert row.locator(".kappa").text_content() == f"{pair['kappa']:.3f}" == "0.400"
+    assert "pending 7" in page.text_content("#review-counts")
+
+    page.click("#save")
+    page.wait_for_selector("#saved a[href*='notes%3A2']")
+    made = server.get("/api/datasets/notes").json()
+    assert made["ref"] == "notes:2" and made["schema"] == "classification"
+    assert made["parents"][0] == {
+        "relation": "annotated_from",
+        "ref": "notes:1",
+        "digest": made["parents"][0]["digest"],
+    }
+    rows = server.get("/api/datasets/notes:2/rows?limit=10").json()["rows"]
+    # row 3 is a tie (alice bad, bob good) and rows 5-6 nobody labelled: all three are left out
+    assert {r["id"]: r["label"] for r in rows} == {1: "good", 2: "bad", 4: "bad"}
+    assert made["report"]["ties"] == 1 and made["report"]["unlabelled_dropped"] == 3
+    page.screenshot(path=str(_screenshot_dir() / "annotation-session.png"), full_page=True)
+
+
+def _task(server: Server, task: str, item: dict[str, Any]) -> dict[str, Any]:
+    body = {"model": "bpe", "input": item, "temperature": 0}
+    response = httpx.post(
+        f"{server.url}/v1/tasks/{task}", json=body, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["results"][0]["output"]
+
+
+def _run_task(tab: Tab, task: str, fields: dict[str, str]) -> Any:
+    page = tab.open(f"/ui/tasks?task={task}")
+    page.wait_for_selector("#task-model option[value=bpe]", state="attached")
+    page.select_option("#task-model", "bpe")
+    for name, value in fields.items():
+        page.fill(f"#task-in-{name}", value)
+    page.click("#run-task")
+    page.wait_for_selector(f"#task-view[data-task={task}]", timeout=60_000)
+    return page
+
+
+def test_the_tokenize_form_shows_each_token_with_its_boundaries_and_id(admin_tab: Tab) -> None:
+    text = "Hello world, 你好世界"
+    page = _run_task(admin_tab, "tokenize", {"text": text})
+    expected = _task(admin_tab.server, "tokenize", {"text": text})["tokens"]
+    shown = page.eval_on_selector_all(
+        "#task-view .tok",
+        "els => els.map(e => [Number(e.dataset.id), Number(e.dataset.start), Number(e.dataset.end),"
+        " e.querySelector('.tok-text').textContent])",
+    )
+    assert len(shown) >= 4
+    # a character split over byte-level tokens shows in its first token; the rest show only an id
+    covered, want = 0, []
+    for tok in expected:
+        want.append([tok["id"], tok["start"], tok["end"], text[max(covered, tok["start"]) : tok["end"]]])
+        covered = max(covered, tok["end"])
+    assert shown == want and any(w[3] == "" for w in want)
+    page.screenshot(path=str(_screenshot_dir() / "tasks-tokenize.png"))
+    # the text between the tokens stays, so the boxes sit on the text as it was typed
+    assert (
+        page.eval_on_selector(
+            "#task-view .tokens",
+            "p => [...p.childNodes].map(n => n.nodeType === 3 ? n.textContent :"
+            " n.querySelector('.tok-text').textContent).join('')",
+        )
+        == text
+    )
 
 
 def _screenshot_dir() -> Path:

@@ -9,7 +9,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tiny_models import build_byte_bpe_tokenizer, build_tiny_chat_folder, build_tiny_llama
+from tiny_models import (
+    build_byte_bpe_tokenizer,
+    build_tiny_bpe_chat_folder,
+    build_tiny_chat_folder,
+)
 from transformers import PreTrainedTokenizerFast
 
 from llmos.config import Settings
@@ -28,23 +32,11 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     return build_byte_bpe_tokenizer()
 
 
-BPE_CHAT_TEMPLATE = (
-    "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
-    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
-)
-BPE_CONTEXT = 4096
-
-
 @pytest.fixture(scope="session")
 def tiny_bpe_chat_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random llama with a byte-level BPE (so any JSON can be spelled, which the task
     layer's grammars need) and a chat template; context ``BPE_CONTEXT``."""
-    folder = tmp_path_factory.mktemp("tiny-bpe-chat") / "model"
-    build_tiny_llama(folder, vocab_size=320, max_position_embeddings=BPE_CONTEXT)
-    tokenizer = build_byte_bpe_tokenizer()
-    tokenizer.chat_template = BPE_CHAT_TEMPLATE
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_tiny_bpe_chat_folder(tmp_path_factory.mktemp("tiny-bpe-chat") / "model")
 
 
 @pytest.fixture

@@ -42,6 +42,14 @@ def test_rows_pages_through_the_data(client: TestClient) -> None:
     assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "query.limit"
 
 
+def test_rows_of_one_split_count_that_split(client: TestClient) -> None:
+    data.split("reviews", test=0.5, seed=0, settings=client.app.state.settings)
+    sizes = client.get("/api/datasets/reviews:2").json()["splits"]
+    page = client.get("/api/datasets/reviews:2/rows", params={"split": "test", "limit": 100}).json()
+    assert page["total"] == sizes["test"]["rows"] == len(page["rows"]) < 6
+    assert client.get("/api/datasets/reviews:2/rows").json()["total"] == 6
+
+
 def test_annotations_agreement_and_review(client: TestClient) -> None:
     for annotator, labels in (("alice", ["pos", "neg", "pos"]), ("bob", ["pos", "pos", "pos"])):
         for row_id, label in enumerate(labels, start=1):
@@ -121,3 +129,43 @@ def test_dataset_routes_need_the_api_key_when_one_is_set(isolated_home: Path) ->
     with TestClient(create_app(Settings(home=isolated_home, api_keys="sk-1"))) as c:
         assert c.get("/api/datasets").status_code == 401
         assert c.get("/api/datasets", headers={"Authorization": "Bearer sk-1"}).json() == {"datasets": []}
+
+
+def test_stats_give_the_label_balance_and_a_token_length_histogram(client: TestClient) -> None:
+    stats = client.get("/api/datasets/reviews/stats", params={"bins": 3}).json()
+    assert stats["ref"] == "reviews:1" and stats["splits"] == {"train": 6}
+    assert stats["labels"] == {"neg": 2, "neutral": 1, "pos": 3}
+    lengths = [len(r["text"].split()) for r in LABELLED]
+    histogram = stats["tokens"]["histogram"]
+    assert len(histogram) == 3 and sum(b["count"] for b in histogram) == 6
+    assert histogram[0]["lo"] == min(lengths) and histogram[-1]["hi"] >= max(lengths)
+    assert client.get("/api/datasets/reviews/stats", params={"bins": 0}).status_code == 400
+
+
+def test_a_label_taken_back_is_gone_from_labels_and_agreement(client: TestClient) -> None:
+    for annotator in ("alice", "bob"):
+        for row_id in (1, 2):
+            body = {"row_id": row_id, "label": "pos", "annotator": annotator}
+            assert client.post("/api/datasets/reviews/annotations", json=body).status_code == 200
+    removed = client.delete("/api/datasets/reviews/annotations/2", params={"annotator": "alice"})
+    assert removed.status_code == 200 and removed.json()["label"] == "pos"
+    alice = client.get("/api/datasets/reviews/annotations", params={"annotator": "alice"}).json()
+    assert [a["row_id"] for a in alice["annotations"]] == [1]
+    assert client.get("/api/datasets/reviews/agreement").json()["pairs"][0]["num_items"] == 1
+    again = client.delete("/api/datasets/reviews/annotations/2", params={"annotator": "alice"})
+    assert again.status_code == 404 and "alice has not labelled row 2" in again.json()["error"]["message"]
+    assert client.delete("/api/datasets/reviews/annotations/1").status_code == 400  # no annotator
+
+
+def test_apply_annotations_writes_a_new_version_with_the_labels(client: TestClient) -> None:
+    body = {"row_id": 2, "label": "pos", "annotator": "alice"}  # row 2 was "neg"
+    assert client.post("/api/datasets/reviews/annotations", json=body).status_code == 200
+    made = client.post("/api/datasets/reviews/apply-annotations", json={}).json()
+    assert made["ref"] == "reviews:2" and made["is_new"] and made["report"]["changed"] == 1
+    assert made["parents"] == [
+        {"relation": "annotated_from", "ref": "reviews:1", "digest": made["parents"][0]["digest"]}
+    ]
+    row = client.get("/api/datasets/reviews:2/rows", params={"offset": 1, "limit": 1}).json()["rows"][0]
+    assert row["id"] == 2 and row["label"] == "pos"
+    empty = client.post("/api/datasets/reviews:2/apply-annotations", json={})
+    assert empty.status_code == 400 and "no usable labels" in empty.json()["error"]["message"]

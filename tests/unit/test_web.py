@@ -17,7 +17,7 @@ from llmos.access.keys import KeyStore
 from llmos.config import Settings
 from llmos.server.app import create_app
 from llmos.web import vendor
-from llmos.web.console import CSP, PAGES, STATIC_DIR
+from llmos.web.console import CSP, PAGES, STATIC_DIR, catalogue
 
 TEMPLATES = Path(vendor.__file__).parent / "templates"
 LOCAL = re.compile(r"^(https?:)?//(127\.0\.0\.1|localhost)([:/]|$)")
@@ -127,9 +127,58 @@ def test_nav_lists_only_pages_that_exist(client: TestClient) -> None:
     html = client.get("/").text
     links = re.findall(r'<li data-scope="[^"]+" hidden><a href="([^"]+)"', html)
     assert links == [p.path for p in PAGES]
-    assert client.get("/ui/annotation").status_code == 404
+    assert client.get("/ui/training").status_code == 404
 
 
 def test_strings_come_from_the_catalogue_in_english_and_chinese(client: TestClient) -> None:
     assert "offline: no outbound requests" in client.get("/").text
     assert "离线" in client.get("/?lang=zh").text
+
+
+CATALOGUE_KEY = re.compile(r"""\bt\(\s*["']([a-z0-9_]+)["']\s*\)""")
+
+
+def test_every_string_key_the_pages_use_is_in_the_catalogues() -> None:
+    # t("key") of a missing key shows the raw key on the page; the Chinese catalogue may only
+    # translate keys the English one has (anything else is a typo nobody sees).
+    english = catalogue("en")
+    chinese = json.loads((Path(vendor.__file__).parent / "i18n" / "zh.json").read_text())
+    used: dict[str, set[str]] = {}
+    for path in [*TEMPLATES.glob("*.html"), *STATIC_DIR.glob("*.js")]:
+        used[path.name] = set(CATALOGUE_KEY.findall(path.read_text()))
+    assert {"datasets", "token_lengths", "label_balance"} <= used["datasets.html"]
+    missing = {name: keys - english.keys() for name, keys in used.items() if keys - english.keys()}
+    assert missing == {}
+    assert chinese.keys() <= english.keys()
+
+
+def test_the_datasets_page_is_in_the_nav_and_speaks_chinese(client: TestClient) -> None:
+    english = client.get("/ui/datasets").text
+    assert '<li data-scope="datasets" hidden><a href="/ui/datasets"' in english
+    for text in ("Token lengths", "Label balance", "Preview", 'src="/static/datasets.js"'):
+        assert text in english
+    chinese = client.get("/ui/datasets?lang=zh").text
+    assert "<title>数据集 · llmos</title>" in chinese and "标签分布" in chinese
+
+
+def test_the_annotation_page_is_in_the_nav_with_its_shortcuts_and_speaks_chinese(
+    client: TestClient,
+) -> None:
+    english = client.get("/ui/annotation").text
+    assert '<li data-scope="datasets" hidden><a href="/ui/annotation"' in english
+    for text in (
+        "u or Backspace undoes",
+        "Cohen&#39;s kappa",
+        'id="progress"',
+        'src="/static/annotation.js"',
+    ):
+        assert text in english, text
+    chinese = client.get("/ui/annotation?lang=zh").text
+    assert "<title>标注 · llmos</title>" in chinese and "退格键撤销" in chinese
+
+
+def test_the_tasks_page_is_in_the_nav_and_speaks_chinese(client: TestClient) -> None:
+    english = client.get("/ui/tasks").text
+    assert '<li data-scope="inference" hidden><a href="/ui/tasks"' in english
+    assert 'src="/static/tasks.js"' in english and 'id="task-fields"' in english
+    assert "<title>任务 · llmos</title>" in client.get("/ui/tasks?lang=zh").text

@@ -134,3 +134,20 @@ def build_byte_bpe_tokenizer(vocab_size: int = 320) -> PreTrainedTokenizerFast:
     )
     tok.train_from_iterator(TRAINING_TEXT * 10, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+
+
+BPE_CHAT_TEMPLATE = (
+    "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
+)
+BPE_CONTEXT = 4096
+
+
+def build_tiny_bpe_chat_folder(path: Path) -> Path:
+    """A 2-layer random llama with a byte-level BPE (so any JSON can be spelled, which the task
+    layer's grammars need) and a chat template; context ``BPE_CONTEXT``."""
+    build_tiny_llama(path, vocab_size=320, max_position_embeddings=BPE_CONTEXT)
+    tokenizer = build_byte_bpe_tokenizer()
+    tokenizer.chat_template = BPE_CHAT_TEMPLATE
+    tokenizer.save_pretrained(path)
+    return path
