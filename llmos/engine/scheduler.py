@@ -51,9 +51,13 @@ class Scheduler:
     def schedule(self) -> SchedulerOutput:
         out = SchedulerOutput()
         budget = self.config.max_num_batched_tokens
+        held = self._held_priority(budget)
         i = 0
         while i < len(self.running) and budget > 0:
             request = self.running[i]
+            if held is not None and request.priority >= held:
+                i += 1  # sits out one step so the more urgent waiting request's prefill runs alone
+                continue
             num_new = min(request.num_tokens - request.num_computed_tokens, budget)
             while not self.block_manager.allocate(request, num_new):
                 victim = self.running.pop(self._victim_index(i))
@@ -84,6 +88,19 @@ class Scheduler:
             out.scheduled.append(ScheduledRequest(request, num_new))
             budget -= num_new
         return out
+
+    def _held_priority(self, budget: int) -> int | None:
+        """When the head of the queue outranks some running requests and can be admitted now, the
+        priority from which running requests sit out this step (so an interactive request's first
+        chunk is not slowed by batch decodes); else None. Only admissible requests hold others, so
+        holding never stalls the engine."""
+        if not self.waiting or not self.running or len(self.running) >= self.config.max_num_seqs:
+            return None
+        head = self.waiting[0]
+        if head.num_computed_tokens or head.priority >= max(r.priority for r in self.running):
+            return None
+        need = self.block_manager.num_blocks_for(min(head.num_tokens, budget))
+        return head.priority + 1 if self.block_manager.num_free_blocks >= need else None
 
     def _victim_index(self, start: int) -> int:
         """The running request to preempt: the latest admitted of the lowest priority among those

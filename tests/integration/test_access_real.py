@@ -26,7 +26,7 @@ from llmos.access.limits import Limits
 from llmos.config import Settings
 from llmos.monitor.requests import ACCESS_LOG_SCHEMA
 from llmos.registry import Registry
-from tests.conftest import free_port
+from tests.conftest import start_server, wait_healthy
 from tests.unit.tiny_models import build_tiny_chat_folder
 
 pytestmark = pytest.mark.integration
@@ -44,27 +44,15 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Server:
+    """`llmos serve -m tiny --api-key ADMIN` on ``home`` (the shared start helpers: its log is a
+    file, and the access log in it is what the tests read)."""
+
     def __init__(self, home: Path, **env: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = home / f"server-{self.port}.log"
-        environ = {**os.environ, "LLMOS_HOME": str(home), "LLMOS_DTYPE": "float32", **env}
-        cmd = [sys.executable, "-m", "llmos.cli.main", "serve", "--port", str(self.port), "-m", "tiny"]
-        cmd += ["--api-key", ADMIN]
-        self.proc = subprocess.Popen(cmd, env=environ, stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                ready = httpx.get(
-                    f"{self.url}/ready", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=1
-                )
-                if ready.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(self.log.read_text())
+        self.proc, self.url = start_server(
+            home, "-m", "tiny", "--api-key", ADMIN, log_dir=home, env={"LLMOS_DTYPE": "float32", **env}
+        )
+        self.log = self.proc.log
+        wait_healthy(self.url, self.proc, headers={"Authorization": f"Bearer {ADMIN}"})
 
     def lines(self) -> list[dict[str, object]]:
         """The access-log lines written so far (one per request, flushed as each ends)."""

@@ -182,6 +182,29 @@ def test_interactive_requests_are_admitted_before_waiting_batch_requests() -> No
     assert [r for r in dict.fromkeys(order)] == ["chat", "chat2", "batch0", "batch1", "batch2"]
 
 
+def test_a_waiting_interactive_request_prefills_without_the_running_batch_requests() -> None:
+    scheduler = make_scheduler()
+    batch = [add(scheduler, f"batch{i}", 4, max_tokens=10, priority=BATCH_PRIORITY) for i in range(2)]
+    chatting = add(scheduler, "chatting", 4, max_tokens=10)
+    step(scheduler)
+    add(scheduler, "chat", 6, max_tokens=3)
+    alone = step(scheduler)
+    assert alone.chunks == {"chatting": 1, "chat": 6}  # batch decodes sit this step out
+    assert step(scheduler).chunks == {"batch0": 1, "batch1": 1, "chatting": 1, "chat": 1}
+    run_to_completion(scheduler)
+    assert all(r.num_output_tokens == 10 for r in batch)
+
+
+def test_a_waiting_request_that_cannot_be_admitted_holds_nothing_back() -> None:
+    scheduler = make_scheduler(max_num_seqs=2)
+    batch = [add(scheduler, f"batch{i}", 4, max_tokens=3, priority=BATCH_PRIORITY) for i in range(2)]
+    step(scheduler)
+    add(scheduler, "chat", 4, max_tokens=2)  # no seat until a batch request finishes
+    assert step(scheduler).chunks == {"batch0": 1, "batch1": 1}
+    run_to_completion(scheduler)
+    assert all(r.num_output_tokens == 3 for r in batch)
+
+
 def test_out_of_blocks_preempts_a_batch_request_before_a_newer_interactive_one() -> None:
     # 5 blocks of 4: "old" and "batch" take one each, then "chat" joins; when "old" needs its
     # third block, the batch request goes, although "chat" is the most recently admitted
