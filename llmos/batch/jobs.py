@@ -12,6 +12,7 @@ progress folder goes.
 from __future__ import annotations
 
 import json
+import re
 import logging
 import os
 import secrets
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 TASK_ENDPOINT_PREFIX = "/v1/tasks/"
+TASK_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 COMPLETION_WINDOWS = {"24h": timedelta(hours=24)}
 FINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 UNFINISHED = ("validating", "in_progress", "finalizing", "cancelling")
@@ -43,7 +45,8 @@ MAX_ERRORS_SHOWN = 20  # a failed validation names at most this many bad lines
 
 
 def check_endpoint(endpoint: str) -> str:
-    if endpoint in ENDPOINTS or (endpoint.startswith(TASK_ENDPOINT_PREFIX) and len(endpoint) > 10):
+    task = endpoint.removeprefix(TASK_ENDPOINT_PREFIX)
+    if endpoint in ENDPOINTS or (task != endpoint and TASK_NAME.fullmatch(task)):
         return endpoint
     raise InvalidRequest(
         f"Unsupported batch endpoint {endpoint!r}; use one of {', '.join(ENDPOINTS)} or /v1/tasks/<task>.",

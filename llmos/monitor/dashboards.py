@@ -129,10 +129,13 @@ def rows() -> list[tuple[str, list[Panel]]]:
                 (rate(counter("auth_failures"), "reason"), "{{reason}}"),
             ], "401/403s by reason: a bad or revoked key, a missing scope, a model not allowed."),
         ]),
-        ("Guardrails", [
+        ("Guardrails and batch jobs", [
             Panel("Guardrail actions", "ops", [
                 (rate(counter("guardrail_actions"), "stage, rule, action"), "{{stage}} {{rule}} {{action}}"),
             ], "Guardrail decisions other than allow, per second."),
+            Panel("Batch lines", "ops", [
+                (rate(counter("batch_requests"), "status"), "{{status}}"),
+            ], "Lines of batch jobs (/v1/batches) finished per second, by outcome."),
         ]),
         ("Operations", [
             Panel("HTTP responses by status", "reqps", [

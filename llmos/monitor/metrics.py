@@ -139,6 +139,12 @@ class ServerMetrics:
             ["stage", "rule", "action"],
             registry=r,
         )
+        self.batch_requests = Counter(
+            "llmos:batch_requests",
+            "Lines of batch jobs finished, by outcome (completed: a 2xx answer; failed: any other).",
+            ["status"],
+            registry=r,
+        )
         ProcessCollector(registry=r)
         self.registry.register(_EngineGauges(engines))
         self.registry.register(_BudgetGauges(budgets or dict))

@@ -297,6 +297,7 @@ class BatchRunner:
             request_id = f"{batch.id}-{line.number}"
             status, body = await self._call(batch, line, request_id)
             await asyncio.to_thread(progress.add, result_line(line, status, body, request_id))
+            self.control.metrics.batch_requests.labels("completed" if 200 <= status < 300 else "failed").inc()
             await asyncio.to_thread(
                 self.batches.update, batch.id, completed=progress.num_ok, failed=progress.num_failed
             )

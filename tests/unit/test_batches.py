@@ -134,6 +134,9 @@ def test_a_batch_answers_as_the_same_requests_one_by_one_and_errors_go_to_the_er
     # every line was a request of its own, accounted like any other (request id = batch id + line)
     wanted = {f"{batch['id']}-{n}" for n in range(1, 7)}
     assert wanted <= _usage_ids(client, {})
+    metrics = client.get("/metrics").text
+    assert 'llmos:batch_requests_total{status="completed"} 5.0' in metrics
+    assert 'llmos:batch_requests_total{status="failed"} 1.0' in metrics
     assert client.get("/v1/batches").json()["data"][0]["id"] == batch["id"]
 
 
@@ -172,6 +175,10 @@ def test_bad_batch_requests_are_clear_errors(client: TestClient) -> None:
     file = _upload(client, _lines([_chat(0)]))
     for body, param in [
         ({"input_file_id": file["id"], "endpoint": "/v1/images", "completion_window": "24h"}, "endpoint"),
+        (
+            {"input_file_id": file["id"], "endpoint": "/v1/tasks/../api/keys", "completion_window": "24h"},
+            "endpoint",
+        ),
         (
             {"input_file_id": file["id"], "endpoint": "/v1/completions", "completion_window": "1h"},
             "completion_window",
