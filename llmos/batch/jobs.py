@@ -12,9 +12,9 @@ progress folder goes.
 from __future__ import annotations
 
 import json
-import re
 import logging
 import os
+import re
 import secrets
 import shutil
 import threading
