@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from soak import free_port  # noqa: E402
+from soak import launch  # noqa: E402
 
 from llmos.bench.throughput import _cpu_flags, _cpu_model  # noqa: E402
 
@@ -39,24 +39,7 @@ PROBE = {"messages": [{"role": "user", "content": "Name one colour."}], "max_tok
 
 
 def start_server(model: str, concurrency: int, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "LLMOS_BATCH_CONCURRENCY": str(concurrency)}
-    cmd = [sys.executable, "-m", "llmos.cli.main", "serve", "--port", str(port), "--model", model]
-    with log.open("w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llmos serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise TimeoutError("llmos serve was not ready within 300 s")
+    return launch([model], log, {"LLMOS_BATCH_CONCURRENCY": str(concurrency)})
 
 
 async def ttft(client: httpx.AsyncClient, model: str) -> float:

@@ -257,13 +257,19 @@ def free_port() -> int:
 
 
 def start_server(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, str]:
-    """``llmos serve`` on a free loopback port with both models preloaded, logging to ``log`` (a
+    """``llmos serve`` with both models preloaded (see ``launch``)."""
+    return launch([args.model, args.embedding_model], log)
+
+
+def launch(models: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """``llmos serve`` on a free loopback port with ``models`` preloaded, logging to ``log`` (a
     file, not a pipe nobody reads, which would block the server once full); waits until ready."""
     port = free_port()
     cmd = [sys.executable, "-m", "llmos.cli.main", "serve", "--port", str(port)]
-    cmd += ["--model", args.model, "--model", args.embedding_model]
+    for model in models:
+        cmd += ["--model", model]
     with log.open("w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:

@@ -11,9 +11,7 @@ across restarts.
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -232,28 +230,10 @@ def results(
             for chunk in chunks:
                 typer.echo(chunk.decode("utf-8"), nl=False)
             return
-        written = _write_atomic(output, chunks)
+        from llmos.store.blobs import write_chunks_atomic
+
+        written = write_chunks_atomic(output, chunks)
     console.print(f"wrote {written} bytes to {output}")
-
-
-def _write_atomic(dest: Path, chunks: Any) -> int:
-    from llmos.store.blobs import fsync_dir
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp"
-    size = 0
-    try:
-        with open(tmp, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-                size += len(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-        fsync_dir(dest.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return size
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,18 +45,27 @@ def fsync_dir(path: Path) -> None:
 def write_text_atomic(dest: Path, text: str) -> Path:
     """Write ``text`` to ``dest`` so a reader sees the old file or the whole new one, never a part
     (a temporary file beside it, fsynced, renamed over it)."""
+    write_chunks_atomic(dest, [text.encode("utf-8")])
+    return dest
+
+
+def write_chunks_atomic(dest: Path, chunks: Iterable[bytes]) -> int:
+    """``write_text_atomic`` for bytes that arrive in chunks (a download); returns the size."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp"
+    size = 0
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+                size += len(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, dest)
         fsync_dir(dest.parent)
     finally:
         tmp.unlink(missing_ok=True)
-    return dest
+    return size
 
 
 def copy_hashed(src: Path, dest: Path) -> str:
