@@ -91,7 +91,8 @@ class OpenAIServing:
             body = await asyncio.to_thread(guard.chat, body) if guard else body
             prompt_ids, plan, params = chat_request(runtime, body)
             self._admit(runtime, body.model, prompt_ids, params, "chat", body.temperature)
-            keep_texts(self.log_prompts, prompt=_chat_text(body))
+            if self.log_prompts:  # joining the messages costs a little: only when it is kept
+                keep_texts(True, prompt=_chat_text(body))
             completions = await self._generation(runtime, prompt_ids, params).collect()
         choices = []
         for i, c in enumerate(completions):
@@ -120,7 +121,8 @@ class OpenAIServing:
             body = await asyncio.to_thread(guard.chat, body) if guard else body
             prompt_ids, plan, params = chat_request(runtime, body)
             self._admit(runtime, body.model, prompt_ids, params, "chat", body.temperature)
-            keep_texts(self.log_prompts, prompt=_chat_text(body))
+            if self.log_prompts:  # joining the messages costs a little: only when it is kept
+                keep_texts(True, prompt=_chat_text(body))
             generation = self._generation(runtime, prompt_ids, params)
             async for chunk in _chat_chunks(runtime, body, generation, plan, guard, self.log_prompts):
                 yield chunk
