@@ -151,16 +151,19 @@ class GuardedStream:
 def admit(
     access: AccessControl | None,
     model: str,
-    prompt_tokens: int,
+    prompts: list[list[int]],
     params: list[SamplingParams],
     max_model_len: int,
 ) -> None:
-    """Reserve the request's worst case — its prompt plus every token its choices may generate —
-    against the key's limits and budget (429 if it does not fit); settled when the request ends."""
+    """Reserve the request's worst case — its prompts plus every token each prompt's choices may
+    generate — against the key's limits and budget (429 if it does not fit); settled when the
+    request ends."""
     if access is None:
         return
-    completion = sum(p.max_tokens or max(1, max_model_len - prompt_tokens) for p in params)
-    access.admit(model, prompt_tokens, completion)
+    completion = sum(
+        p.max_tokens or max(1, max_model_len - len(prompt)) for prompt in prompts for p in params
+    )
+    access.admit(model, sum(len(prompt) for prompt in prompts), completion)
 
 
 def keep_texts(log_prompts: bool, prompt: str | None = None, output: str | None = None) -> None:

@@ -90,7 +90,7 @@ class OpenAIServing:
             body = body.with_defaults(runtime.sampling_defaults.to_dict())
             body = await asyncio.to_thread(guard.chat, body) if guard else body
             prompt_ids, plan, params = chat_request(runtime, body)
-            self._admit(runtime, body.model, prompt_ids, params, "chat", body.temperature)
+            self._admit(runtime, body.model, [prompt_ids], params, "chat", body.temperature)
             if self.log_prompts:  # joining the messages costs a little: only when it is kept
                 keep_texts(True, prompt=_chat_text(body))
             completions = await self._generation(runtime, prompt_ids, params).collect()
@@ -120,7 +120,7 @@ class OpenAIServing:
             body = body.with_defaults(runtime.sampling_defaults.to_dict())
             body = await asyncio.to_thread(guard.chat, body) if guard else body
             prompt_ids, plan, params = chat_request(runtime, body)
-            self._admit(runtime, body.model, prompt_ids, params, "chat", body.temperature)
+            self._admit(runtime, body.model, [prompt_ids], params, "chat", body.temperature)
             if self.log_prompts:  # joining the messages costs a little: only when it is kept
                 keep_texts(True, prompt=_chat_text(body))
             generation = self._generation(runtime, prompt_ids, params)
@@ -134,7 +134,8 @@ class OpenAIServing:
             body = await asyncio.to_thread(guard.completion, body) if guard else body
             prompts = completion_prompts(runtime, body)
             params = completion_params(body.with_defaults(runtime.sampling_defaults.to_dict()))
-            self._admit_all(runtime, body, prompts, params)
+            self._admit(runtime, body.model, prompts, params, "text_completion", body.temperature)
+            self._keep_completion_prompt(runtime, body, prompts)
             generations = [self._generation(runtime, prompt, params) for prompt in prompts]
             results = await _collect_all(generations)
         choices: list[CompletionChoice] = []
@@ -160,7 +161,8 @@ class OpenAIServing:
             body = await asyncio.to_thread(guard.completion, body) if guard else body
             prompts = completion_prompts(runtime, body)
             params = completion_params(body.with_defaults(runtime.sampling_defaults.to_dict()))
-            self._admit_all(runtime, body, prompts, params)
+            self._admit(runtime, body.model, prompts, params, "text_completion", body.temperature)
+            self._keep_completion_prompt(runtime, body, prompts)
             generations = [self._generation(runtime, prompt, params) for prompt in prompts]
             async for chunk in _completion_chunks(runtime, body, generations, guard, self.log_prompts):
                 yield chunk
@@ -169,42 +171,27 @@ class OpenAIServing:
         self,
         runtime: ModelRuntime,
         model: str,
-        prompt_ids: list[int],
+        prompts: list[list[int]],
         params: list[SamplingParams],
         operation: str,
         temperature: float | None,
     ) -> None:
-        """Record what the request is and reserve its worst case against the key's limits."""
+        """Record what the request is and reserve its worst case (every prompt's choices) against
+        the key's limits."""
         record = current_request()
         if record is not None:
             record.operation, record.model = operation, model
             record.max_tokens = params[0].max_tokens if params else None
             record.temperature = temperature
-        admit(self.access, model, len(prompt_ids), params, runtime.max_model_len)
+        admit(self.access, model, prompts, params, runtime.max_model_len)
 
-    def _admit_all(
-        self,
-        runtime: ModelRuntime,
-        body: CompletionRequest,
-        prompts: list[list[int]],
-        params: list[SamplingParams],
+    def _keep_completion_prompt(
+        self, runtime: ModelRuntime, body: CompletionRequest, prompts: list[list[int]]
     ) -> None:
-        """``_admit`` for several prompts: their tokens together, each one's choices' worst case."""
-        record = current_request()
-        if record is not None:
-            record.operation, record.model = "text_completion", body.model
-            record.max_tokens = params[0].max_tokens if params else None
-            record.temperature = body.temperature
         if self.log_prompts:
             given = body.prompt
             text = given if isinstance(given, str) else "\n".join(p for p in given if isinstance(p, str))
             keep_texts(True, prompt=text or runtime.tokenizer.decode(prompts[0]))
-        if self.access is not None:
-            limit = runtime.max_model_len
-            completion = sum(
-                p.max_tokens or max(1, limit - len(prompt)) for prompt in prompts for p in params
-            )
-            self.access.admit(body.model, sum(len(p) for p in prompts), completion)
 
     def _generation(
         self, runtime: ModelRuntime, prompt_ids: list[int], params: list[SamplingParams]
