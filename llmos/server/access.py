@@ -173,6 +173,21 @@ class AccessControl:
         """Hand the finished request's usage row to the writer."""
         self.writer.submit(row_of(record))
 
+    def record_action(self, action: str, target: str, details: dict[str, Any] | None = None) -> None:
+        """Add ``action`` on ``target`` to the audit log, by the current request's key and with its
+        request id; a failure to record is logged, never raised into the action."""
+        record = current_request()
+        try:
+            self.audit.record(
+                current_principal().key_id or "open",
+                action,
+                target,
+                details,
+                None if record is None else record.request_id,
+            )
+        except Exception:
+            logger.exception("could not audit %s %s", action, target)
+
     def _budget_event(self, key_id: str, kind: str, used: int, tokens: int) -> None:
         self.metrics.budget_events.labels(kind).inc()
         logger.warning("budget %s threshold: key %s has used %d of %d tokens", kind, key_id, used, tokens)
@@ -224,16 +239,5 @@ def audit(request: Any, action: str, target: str, details: dict[str, Any] | None
     """Record an administrative action done over HTTP, by the request's key (runs in a worker
     thread or the loop; never fails the action it records)."""
     control: AccessControl | None = getattr(request.app.state, "access", None)
-    if control is None:
-        return
-    record = current_request()
-    try:
-        control.audit.record(
-            current_principal().key_id or "open",
-            action,
-            target,
-            details,
-            None if record is None else record.request_id,
-        )
-    except Exception:
-        logger.exception("could not audit %s %s", action, target)
+    if control is not None:
+        control.record_action(action, target, details)

@@ -66,16 +66,8 @@ class RequestGuard:
         if record is not None:
             record.guardrail_actions.append(f"{exc.stage}:{exc.rule}:block")
         if self.access is not None:
-            try:
-                self.access.audit.record(
-                    current_principal().key_id or "open",
-                    "guardrail.blocked",
-                    exc.rule,
-                    {"stage": exc.stage, "model": None if record is None else record.model},
-                    None if record is None else record.request_id,
-                )
-            except Exception:
-                logger.exception("could not audit a guardrail block")
+            details = {"stage": exc.stage, "model": None if record is None else record.model}
+            self.access.record_action("guardrail.blocked", exc.rule, details)
         return exc
 
     def texts(self, texts: list[str]) -> list[str]:
