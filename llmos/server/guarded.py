@@ -6,7 +6,6 @@ access-log line and, for a block, in the audit log. A request without rules pays
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +15,6 @@ from llmos.monitor.metrics import ServerMetrics
 from llmos.monitor.requests import current_request
 from llmos.server.access import AccessControl, current_principal
 from llmos.server.protocol import ChatCompletionRequest, CompletionRequest
-
-logger = logging.getLogger(__name__)
 
 
 class RequestGuard:
