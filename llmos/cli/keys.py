@@ -49,6 +49,17 @@ def _on_keys(ctx: typer.Context, work: Callable[[Any], T]) -> T:
         store.close()
 
 
+def _on_store(ctx: typer.Context, work: Callable[[Any], T]) -> T:
+    """``work(store)`` on this home's metadata store, closed afterwards."""
+    from llmos.store import Store
+
+    store = Store(settings_of(ctx).database_url)
+    try:
+        return work(store)
+    finally:
+        store.close()
+
+
 def _split(text: str | None) -> list[str] | None:
     return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
 
@@ -217,13 +228,10 @@ def usage(
 ) -> None:
     """Requests and tokens per day, model or key, from the store's usage rollups."""
     from llmos.access.usage import UsageLog, parse_since
-    from llmos.store import Store
 
-    store = Store(settings_of(ctx).database_url)
-    try:
-        rows = UsageLog(store).summary(by=by, key_id=key, model=model, since=parse_since(since))
-    finally:
-        store.close()
+    rows = _on_store(
+        ctx, lambda store: UsageLog(store).summary(by=by, key_id=key, model=model, since=parse_since(since))
+    )
     if as_csv:
         if rows:
             writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
@@ -256,15 +264,11 @@ def audit(
     cancelled, guardrail blocks and budget thresholds — who, when, what."""
     from llmos.access.audit import AuditLog
     from llmos.access.usage import parse_since
-    from llmos.store import Store
 
-    store = Store(settings_of(ctx).database_url)
-    try:
-        entries = [
-            e.to_dict() for e in AuditLog(store).list(since=parse_since(since), action=action, limit=limit)
-        ]
-    finally:
-        store.close()
+    found = _on_store(
+        ctx, lambda store: AuditLog(store).list(since=parse_since(since), action=action, limit=limit)
+    )
+    entries = [e.to_dict() for e in found]
     columns = [
         Column("TIME", lambda e: e["time"][:19]),
         Column("ACTOR", "actor"),
