@@ -50,6 +50,7 @@ PAGES = (
     Page("models", "/ui/models", "models:read", ("models.js",)),
     Page("playground", "/ui/playground", "inference", ("playground.js",)),
     Page("tasks", "/ui/tasks", "inference", ("tasks.js",)),
+    Page("batches", "/ui/batches", "inference", ("batches.js",)),
     Page("datasets", "/ui/datasets", "datasets", ("datasets.js",)),
     Page("annotation", "/ui/annotation", "datasets", ("annotation.js",)),
     Page("metrics", "/ui/metrics", "metrics", ("vendor/uPlot.iife.min.js", "charts.js", "metrics.js")),

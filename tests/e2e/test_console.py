@@ -3,7 +3,9 @@ real ``llmos serve`` on loopback that requires keys: chat streams tokens into th
 what the ``openai`` client gets for the same request, a model is loaded and unloaded from the
 Models page, a big dataset is previewed page by page from the server, three records are labelled
 by keyboard (one undone) and saved as a new version, the tokenize form boxes each token with its
-id, a key without the admin scope sees no Keys page, every page loads with the network blocked to
+id, a batch file uploaded in the page runs to completion and its downloaded output is the server's
+file (a bad file shows its line errors, a running batch is cancelled from the page), a key without
+the admin scope sees no Keys page, every page loads with the network blocked to
 all but the server (no aborted request, no console error, no CSP violation), and a
 screenshot of every page at 1280x800 lands in ``tests/e2e/screenshots/``.
 
@@ -410,6 +412,86 @@ def test_the_tokenize_form_shows_each_token_with_its_boundaries_and_id(admin_tab
         )
         == text
     )
+
+
+def _chat_line(custom_id: str, content: str, **body: Any) -> dict[str, Any]:
+    return {"custom_id": custom_id, "body": {"messages": [{"role": "user", "content": content}], **body}}
+
+
+def _lines(items: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(item) + "\n" for item in items).encode()
+
+
+def _upload_batch(tab: Tab, name: str, data: bytes) -> Any:
+    page = tab.open("/ui/batches")
+    page.wait_for_selector("#batch-model option[value=tiny]", state="attached")
+    file = {"name": name, "mimeType": "application/jsonl", "buffer": data}
+    page.set_input_files("#batch-file", files=[file])
+    page.select_option("#batch-model", "tiny")
+    page.click("#batch-start")
+    page.wait_for_selector("#batch:not([hidden])")
+    assert page.text_content("#batch-id").startswith("batch_"), page.text_content("#batch-form-status")
+    return page
+
+
+def test_a_batch_file_uploaded_in_the_page_completes_and_its_output_downloads(admin_tab: Tab) -> None:
+    server = admin_tab.server
+    prompts = ("hello", "paris", "world")
+    items = [_chat_line(f"q{i}", p, max_tokens=6, temperature=0) for i, p in enumerate(prompts)]
+    page = _upload_batch(admin_tab, "three.jsonl", _lines(items))
+    assert page.text_content("#batch-cli") == (
+        f"llmos batch submit three.jsonl --model tiny --endpoint /v1/chat/completions --url {server.url}"
+    )
+    page.wait_for_selector("#batch[data-status=completed]", timeout=60_000)
+    batch = server.get(f"/v1/batches/{page.text_content('#batch-id')}").json()
+    assert batch["status"] == "completed"
+    assert batch["request_counts"] == {"total": 3, "completed": 3, "failed": 0}
+    assert page.eval_on_selector("#batch-progress", "p => [p.value, p.max]") == [3, 3]
+    row = page.locator(f"tr[data-batch={batch['id']}]")
+    row.locator("progress").wait_for()
+    assert row.get_attribute("data-status") == "completed" and "3 / 3" in row.text_content()
+    # the page sent the file as `llmos batch submit --model tiny` would: method, url and model added
+    sent = server.get(f"/v1/files/{batch['input_file_id']}/content").text.splitlines()
+    assert [json.loads(line) for line in sent] == [
+        {**item, "method": "POST", "url": "/v1/chat/completions", "body": {**item["body"], "model": "tiny"}}
+        for item in items
+    ]
+    assert page.is_hidden("#download-errors") and page.is_hidden("#batch-cancel")
+    with page.expect_download() as download:
+        page.click("#download-output")
+    saved = Path(download.value.path()).read_bytes()
+    assert saved == server.get(f"/v1/files/{batch['output_file_id']}/content").content
+    answers = [json.loads(line) for line in saved.decode().splitlines()]
+    assert [a["custom_id"] for a in answers] == ["q0", "q1", "q2"]
+    assert {a["response"]["status_code"] for a in answers} == {200}
+    assert f"llmos batch results {batch['id']}" in page.text_content("#batch-show-cli")
+    page.screenshot(path=str(_screenshot_dir() / "batches-completed.png"), full_page=True)
+
+
+def test_a_bad_batch_file_shows_its_line_errors_and_a_running_batch_is_cancelled(admin_tab: Tab) -> None:
+    server = admin_tab.server
+    bad = [_chat_line("a", "hello"), _chat_line("a", "again"), {"body": {}}]
+    page = _upload_batch(admin_tab, "bad.jsonl", _lines(bad))
+    page.wait_for_selector("#batch[data-status=failed]", timeout=30_000)
+    failed = server.get(f"/v1/batches/{page.text_content('#batch-id')}").json()
+    shown = page.eval_on_selector_all("#batch-errors li", "items => items.map(li => li.dataset.line)")
+    assert shown == [str(e["line"]) for e in failed["errors"]["data"]] == ["2", "3"]
+    assert "duplicate_custom_id" in page.text_content("#batch-errors li[data-line='2']")
+    assert page.is_hidden("#batch-cancel") and page.is_hidden("#download-output")
+
+    # long enough (ignore_eos) that it is still running when the button is pressed
+    slow = [_chat_line(f"s{i}", "hello", max_tokens=64, ignore_eos=True) for i in range(400)]
+    page = _upload_batch(admin_tab, "slow.jsonl", _lines(slow))
+    batch_id = page.text_content("#batch-id")
+    page.wait_for_selector("#batch[data-status=in_progress] #batch-cancel:not([hidden])", timeout=30_000)
+    page.click("#batch-cancel")
+    page.wait_for_selector("#batch[data-status=cancelled]", timeout=60_000)
+    cancelled = server.get(f"/v1/batches/{batch_id}").json()
+    assert cancelled["status"] == "cancelled" and cancelled["cancelling_at"] is not None
+    counts = cancelled["request_counts"]
+    assert counts["completed"] < counts["total"] == 400
+    assert page.text_content("#batch-counts").startswith(f"{counts['completed'] + counts['failed']} / 400")
+    assert page.get_attribute(f"tr[data-batch={batch_id}]", "data-status") == "cancelled"
 
 
 def _screenshot_dir() -> Path:

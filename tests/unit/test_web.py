@@ -182,3 +182,13 @@ def test_the_tasks_page_is_in_the_nav_and_speaks_chinese(client: TestClient) -> 
     assert '<li data-scope="inference" hidden><a href="/ui/tasks"' in english
     assert 'src="/static/tasks.js"' in english and 'id="task-fields"' in english
     assert "<title>任务 · llmos</title>" in client.get("/ui/tasks?lang=zh").text
+
+
+def test_the_batches_page_is_in_the_nav_with_its_upload_form_and_speaks_chinese(
+    client: TestClient,
+) -> None:
+    english = client.get("/ui/batches").text
+    assert '<li data-scope="inference" hidden><a href="/ui/batches"' in english
+    for text in ('type="file"', 'id="batch-endpoint"', 'id="batch-cli"', "Download output", "batches.js"):
+        assert text in english, text
+    assert "<title>批处理 · llmos</title>" in client.get("/ui/batches?lang=zh").text
