@@ -53,6 +53,7 @@ PAGES = (
     Page("batches", "/ui/batches", "inference", ("batches.js",)),
     Page("datasets", "/ui/datasets", "datasets", ("datasets.js",)),
     Page("annotation", "/ui/annotation", "datasets", ("annotation.js",)),
+    Page("training", "/ui/training", "training", ("vendor/uPlot.iife.min.js", "training.js")),
     Page("metrics", "/ui/metrics", "metrics", ("vendor/uPlot.iife.min.js", "charts.js", "metrics.js")),
     Page("keys", "/ui/keys", "admin", ("keys.js",)),
 )
