@@ -6,7 +6,8 @@ by keyboard (one undone) and saved as a new version, the tokenize form boxes eac
 id, a batch file uploaded in the page runs to completion and its downloaded output is the server's
 file (a bad file shows its line errors, a running batch is cancelled from the page), a tiny
 training job started from the form draws new loss points while it runs and ends with the API's
-curve, two runs overlay on one chart, a running job is cancelled and resumed, a key without
+curve, two runs overlay on one chart, a running job is cancelled and resumed, two model
+versions' stored evaluations are compared with the API's deltas, a key without
 the admin scope sees no Keys page, every page loads with the network blocked to
 all but the server (no aborted request, no console error, no CSP violation), and a
 screenshot of every page at 1280x800 lands in ``tests/e2e/screenshots/``.
@@ -31,6 +32,7 @@ from llmos import data
 from llmos.access.keys import KeyStore
 from llmos.config import Settings
 from llmos.data.kappa import cohen_kappa
+from llmos.evaluate.results import EvalResult, ResultStore
 from llmos.registry import Registry
 from llmos.train.config import TrainConfig
 from llmos.train.jobs import JobStore
@@ -609,6 +611,51 @@ def test_a_running_job_is_cancelled_and_resumed_from_the_page(admin_tab: Tab, ho
     finally:
         _post(server, f"/api/jobs/{job_id}/cancel")  # 400 when it is no longer running
     assert server.get(f"/api/jobs/{job_id}").json()["status"] == "cancelled"
+
+
+def test_two_model_versions_are_compared_with_the_deltas_the_api_gives(admin_tab: Tab, home: Path) -> None:
+    store = ResultStore(Settings(home=home))
+    try:
+        for ref, metrics in (
+            ("tiny:1", {"exact_match": 0.25, "f1": 0.5}),
+            ("spare:1", {"exact_match": 0.5, "f1": 0.4}),
+        ):
+            store.add(EvalResult(ref, "sha256:x", "-", "sha256:data", "qa", metrics, {}))
+        store.add(EvalResult("spare:1", "sha256:x", "-", "sha256:data", "ppl", {"perplexity": 9.5}, {}))
+    finally:
+        store.close()
+    page = admin_tab.open("/ui/evaluations")
+    page.wait_for_selector("#eval-models tr[data-model='spare:1']")
+    page.select_option("#eval-a", "tiny:1")
+    page.select_option("#eval-b", "spare:1")
+    page.click("#compare-run")
+    page.wait_for_selector("#compare-table:not([hidden])")
+    rows = admin_tab.server.get("/api/evaluations/compare?a=tiny:1&b=spare:1").json()["rows"]
+    shown = page.eval_on_selector_all(
+        "#compare-rows tr", "rows => rows.map(r => [...r.children].map(td => td.textContent))"
+    )
+
+    def fmt(v: float | None, sign: bool = False) -> str:
+        return "–" if v is None else ("+" if sign and v > 0 else "") + f"{v:.4f}"
+
+    assert shown == [
+        [r["suite"], r["task"], r["metric"], fmt(r["a"]), fmt(r["b"]), fmt(r["delta"], sign=True)]
+        for r in rows
+    ]
+    assert ["-", "qa", "f1", "0.5000", "0.4000", "-0.1000"] in shown
+    verdicts = page.eval_on_selector_all(
+        "#compare-rows tr", "rows => rows.map(r => [r.dataset.metric, r.querySelector('.delta').className])"
+    )
+    assert dict(verdicts) == {
+        "ppl/perplexity": "num delta",  # only one side has it
+        "qa/exact_match": "num delta better",
+        "qa/f1": "num delta worse",
+    }
+    assert page.text_content("#compare-cli") == "llmos eval compare tiny:1 spare:1"
+    page.click("#eval-models tr[data-model='spare:1'] a")
+    page.wait_for_selector("#version-results tr[data-task=ppl]")
+    assert page.locator("#version-results tr").count() == 2 and "a=tiny%3A1" in page.url
+    page.screenshot(path=str(_screenshot_dir() / "evaluations-compare.png"), full_page=True)
 
 
 def _screenshot_dir() -> Path:

@@ -200,3 +200,13 @@ def test_the_training_page_is_in_the_nav_with_its_charts_and_speaks_chinese(clie
     for text in ('id="loss-chart"', 'id="lr-chart"', 'id="compare"', 'id="train-cli"', "uPlot.iife.min.js"):
         assert text in english, text
     assert "<title>训练 · llmos</title>" in client.get("/ui/training?lang=zh").text
+
+
+def test_the_evaluations_page_is_in_the_nav_with_its_comparison_and_speaks_chinese(
+    client: TestClient,
+) -> None:
+    english = client.get("/ui/evaluations").text
+    assert '<li data-scope="eval" hidden><a href="/ui/evaluations"' in english
+    for text in ('id="eval-a"', 'id="eval-b"', 'id="compare-rows"', "Δ (B − A)", "evaluations.js"):
+        assert text in english, text
+    assert "<title>评测 · llmos</title>" in client.get("/ui/evaluations?lang=zh").text
