@@ -54,7 +54,7 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class StepMetric:
-    """One logged optimizer step: its loss, learning rate and seconds since the run started."""
+    """One logged optimizer step: its loss, learning rate and the seconds the step took."""
 
     step: int
     loss: float
