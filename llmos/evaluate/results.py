@@ -64,7 +64,14 @@ class ResultStore:
 
     def for_model(self, model_ref: str) -> list[EvalResult]:
         """Every stored result of one exact model ref, oldest first."""
-        query = select(EvalResultRow).where(EvalResultRow.model_ref == model_ref).order_by(EvalResultRow.id)
+        return self._results(EvalResultRow.model_ref == model_ref)
+
+    def all(self) -> list[EvalResult]:
+        """Every stored result, oldest first."""
+        return self._results()
+
+    def _results(self, *where: Any) -> list[EvalResult]:
+        query = select(EvalResultRow).where(*where).order_by(EvalResultRow.id)
         with self.store.session() as session:
             rows = session.scalars(query).all()
         return [

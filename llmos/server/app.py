@@ -37,6 +37,7 @@ from llmos.server.auth import requires
 from llmos.server.batches import BatchRunner
 from llmos.server.batches import router as batches_router
 from llmos.server.datasets import router as datasets_router
+from llmos.server.evaluations import router as evaluations_router
 from llmos.server.explain import router as explain_router
 from llmos.server.jobs import router as jobs_router
 from llmos.server.middleware import AccessMiddleware, stamped
@@ -174,6 +175,7 @@ def create_app(
     app.include_router(datasets_router)
     app.include_router(jobs_router)
     app.include_router(explain_router)
+    app.include_router(evaluations_router)
     app.include_router(tasks_router)
     app.include_router(admin_router)
     app.include_router(batches_router)

@@ -5,6 +5,7 @@ write the job store."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -39,11 +40,20 @@ async def create_job(body: dict[str, Any], request: Request) -> dict[str, Any]:
     return store.get(job.id).to_dict()
 
 
+@router.get("/schema", **requires("training"))
+async def config_schema() -> dict[str, Any]:
+    """The JSON schema of a job's settings (TrainConfig): the console builds its form from it."""
+    return TrainConfig.model_json_schema()
+
+
 @router.get("/{job_id}", **requires("training"))
-async def show_job(job_id: str, request: Request) -> dict[str, Any]:
+async def show_job(job_id: str, request: Request, after: int = Query(0, ge=0)) -> dict[str, Any]:
+    """The job with its curve: ``losses`` as [step, loss] and ``curve`` with the learning rate and
+    seconds too; ``?after=N`` keeps only the steps after N (for a page following a run)."""
     store = _jobs(request)
     job = await asyncio.to_thread(store.get, job_id)
-    return {**job.to_dict(), "losses": store.losses(job_id)}
+    curve = await asyncio.to_thread(store.curve, job_id, after)
+    return {**job.to_dict(), "losses": [(p.step, p.loss) for p in curve], "curve": [asdict(p) for p in curve]}
 
 
 @router.get("/{job_id}/logs", **requires("training"))

@@ -35,7 +35,7 @@ class TrainJobRow(Base):
 
 
 class TrainMetricRow(Base):
-    """One logged step of a job: loss, learning rate and seconds since the start."""
+    """One logged step of a job: loss, learning rate and the seconds the step took."""
 
     __tablename__ = "train_metrics"
 

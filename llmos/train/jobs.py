@@ -52,6 +52,16 @@ class Job:
         return data
 
 
+@dataclass(frozen=True, slots=True)
+class StepMetric:
+    """One logged optimizer step: its loss, learning rate and the seconds the step took."""
+
+    step: int
+    loss: float
+    lr: float
+    seconds: float
+
+
 def _alive(pid: int | None) -> bool:
     if not pid or not pid_alive(pid):
         return False
@@ -118,9 +128,14 @@ class JobStore:
             row.step, row.total_steps, row.loss, row.updated_at = step, total, loss, utcnow()
 
     def losses(self, job_id: str) -> list[tuple[int, float]]:
+        return [(point.step, point.loss) for point in self.curve(job_id)]
+
+    def curve(self, job_id: str, after_step: int = 0) -> list[StepMetric]:
+        """The logged steps after ``after_step``, in step order (a follower asks only for new ones)."""
+        columns = (TrainMetricRow.step, TrainMetricRow.loss, TrainMetricRow.lr, TrainMetricRow.seconds)
+        query = select(*columns).where(TrainMetricRow.job_id == job_id, TrainMetricRow.step > after_step)
         with self.store.session() as session:
-            query = select(TrainMetricRow.step, TrainMetricRow.loss).where(TrainMetricRow.job_id == job_id)
-            return [(s, loss) for s, loss in session.execute(query.order_by(TrainMetricRow.step))]
+            return [StepMetric(*row) for row in session.execute(query.order_by(TrainMetricRow.step))]
 
 
 def start_job(jobs: JobStore, job: Job, *, resume: bool = False) -> int:

@@ -50,8 +50,11 @@ PAGES = (
     Page("models", "/ui/models", "models:read", ("models.js",)),
     Page("playground", "/ui/playground", "inference", ("playground.js",)),
     Page("tasks", "/ui/tasks", "inference", ("tasks.js",)),
+    Page("batches", "/ui/batches", "inference", ("batches.js",)),
     Page("datasets", "/ui/datasets", "datasets", ("datasets.js",)),
     Page("annotation", "/ui/annotation", "datasets", ("annotation.js",)),
+    Page("training", "/ui/training", "training", ("vendor/uPlot.iife.min.js", "training.js")),
+    Page("evaluations", "/ui/evaluations", "eval", ("evaluations.js",)),
     Page("metrics", "/ui/metrics", "metrics", ("vendor/uPlot.iife.min.js", "charts.js", "metrics.js")),
     Page("keys", "/ui/keys", "admin", ("keys.js",)),
 )

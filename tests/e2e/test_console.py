@@ -3,7 +3,12 @@ real ``llmos serve`` on loopback that requires keys: chat streams tokens into th
 what the ``openai`` client gets for the same request, a model is loaded and unloaded from the
 Models page, a big dataset is previewed page by page from the server, three records are labelled
 by keyboard (one undone) and saved as a new version, the tokenize form boxes each token with its
-id, a key without the admin scope sees no Keys page, every page loads with the network blocked to
+id, a batch file uploaded in the page runs to completion and its downloaded output is the server's
+file (a bad file shows its line errors, a running batch is cancelled from the page), a tiny
+training job started from the form draws new loss points while it runs and ends with the API's
+curve, two runs overlay on one chart, a running job is cancelled and resumed, two model
+versions' stored evaluations are compared with the API's deltas, a key without
+the admin scope sees no Keys page, every page loads with the network blocked to
 all but the server (no aborted request, no console error, no CSP violation), and a
 screenshot of every page at 1280x800 lands in ``tests/e2e/screenshots/``.
 
@@ -27,7 +32,10 @@ from llmos import data
 from llmos.access.keys import KeyStore
 from llmos.config import Settings
 from llmos.data.kappa import cohen_kappa
+from llmos.evaluate.results import EvalResult, ResultStore
 from llmos.registry import Registry
+from llmos.train.config import TrainConfig
+from llmos.train.jobs import JobStore
 from llmos.web.console import PAGES
 from tests.conftest import start_server, wait_healthy
 from tests.unit.tiny_models import build_tiny_bpe_chat_folder, build_tiny_chat_folder
@@ -77,7 +85,14 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = Settings(home=home)
     data.import_file(_jsonl(home / "tickets.jsonl", TICKETS), "tickets", "classification", settings=settings)
     data.import_file(_jsonl(home / "notes.jsonl", NOTES), "notes", "text", settings=settings)
+    _jsonl(home / "qa.jsonl", QA)  # what the training tests train on
     return home
+
+
+QA = [
+    {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+    for q, a in [("the capital of france", "is paris"), ("hello", "world"), ("paris is", "the capital")] * 4
+]
 
 
 NOTES = [{"text": f"note number {i}: the printer on floor {i} jams again"} for i in range(1, 7)]
@@ -410,6 +425,237 @@ def test_the_tokenize_form_shows_each_token_with_its_boundaries_and_id(admin_tab
         )
         == text
     )
+
+
+def _chat_line(custom_id: str, content: str, **body: Any) -> dict[str, Any]:
+    return {"custom_id": custom_id, "body": {"messages": [{"role": "user", "content": content}], **body}}
+
+
+def _lines(items: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(item) + "\n" for item in items).encode()
+
+
+def _upload_batch(tab: Tab, name: str, data: bytes) -> Any:
+    page = tab.open("/ui/batches")
+    page.wait_for_selector("#batch-model option[value=tiny]", state="attached")
+    file = {"name": name, "mimeType": "application/jsonl", "buffer": data}
+    page.set_input_files("#batch-file", files=[file])
+    page.select_option("#batch-model", "tiny")
+    page.click("#batch-start")
+    page.wait_for_selector("#batch:not([hidden])")
+    assert page.text_content("#batch-id").startswith("batch_"), page.text_content("#batch-form-status")
+    return page
+
+
+def test_a_batch_file_uploaded_in_the_page_completes_and_its_output_downloads(admin_tab: Tab) -> None:
+    server = admin_tab.server
+    prompts = ("hello", "paris", "world")
+    items = [_chat_line(f"q{i}", p, max_tokens=6, temperature=0) for i, p in enumerate(prompts)]
+    page = _upload_batch(admin_tab, "three.jsonl", _lines(items))
+    assert page.text_content("#batch-cli") == (
+        f"llmos batch submit three.jsonl --model tiny --endpoint /v1/chat/completions --url {server.url}"
+    )
+    page.wait_for_selector("#batch[data-status=completed]", timeout=60_000)
+    batch = server.get(f"/v1/batches/{page.text_content('#batch-id')}").json()
+    assert batch["status"] == "completed"
+    assert batch["request_counts"] == {"total": 3, "completed": 3, "failed": 0}
+    assert page.eval_on_selector("#batch-progress", "p => [p.value, p.max]") == [3, 3]
+    row = page.locator(f"tr[data-batch={batch['id']}]")
+    row.locator("progress").wait_for()
+    assert row.get_attribute("data-status") == "completed" and "3 / 3" in row.text_content()
+    # the page sent the file as `llmos batch submit --model tiny` would: method, url and model added
+    sent = server.get(f"/v1/files/{batch['input_file_id']}/content").text.splitlines()
+    assert [json.loads(line) for line in sent] == [
+        {**item, "method": "POST", "url": "/v1/chat/completions", "body": {**item["body"], "model": "tiny"}}
+        for item in items
+    ]
+    assert page.is_hidden("#download-errors") and page.is_hidden("#batch-cancel")
+    with page.expect_download() as download:
+        page.click("#download-output")
+    saved = Path(download.value.path()).read_bytes()
+    assert saved == server.get(f"/v1/files/{batch['output_file_id']}/content").content
+    answers = [json.loads(line) for line in saved.decode().splitlines()]
+    assert [a["custom_id"] for a in answers] == ["q0", "q1", "q2"]
+    assert {a["response"]["status_code"] for a in answers} == {200}
+    assert f"llmos batch results {batch['id']}" in page.text_content("#batch-show-cli")
+    page.screenshot(path=str(_screenshot_dir() / "batches-completed.png"), full_page=True)
+
+
+def test_a_bad_batch_file_shows_its_line_errors_and_a_running_batch_is_cancelled(admin_tab: Tab) -> None:
+    server = admin_tab.server
+    bad = [_chat_line("a", "hello"), _chat_line("a", "again"), {"body": {}}]
+    page = _upload_batch(admin_tab, "bad.jsonl", _lines(bad))
+    page.wait_for_selector("#batch[data-status=failed]", timeout=30_000)
+    failed = server.get(f"/v1/batches/{page.text_content('#batch-id')}").json()
+    shown = page.eval_on_selector_all("#batch-errors li", "items => items.map(li => li.dataset.line)")
+    assert shown == [str(e["line"]) for e in failed["errors"]["data"]] == ["2", "3"]
+    assert "duplicate_custom_id" in page.text_content("#batch-errors li[data-line='2']")
+    assert page.is_hidden("#batch-cancel") and page.is_hidden("#download-output")
+
+    # long enough (ignore_eos) that it is still running when the button is pressed
+    slow = [_chat_line(f"s{i}", "hello", max_tokens=64, ignore_eos=True) for i in range(400)]
+    page = _upload_batch(admin_tab, "slow.jsonl", _lines(slow))
+    batch_id = page.text_content("#batch-id")
+    page.wait_for_selector("#batch[data-status=in_progress] #batch-cancel:not([hidden])", timeout=30_000)
+    page.click("#batch-cancel")
+    page.wait_for_selector("#batch[data-status=cancelled]", timeout=60_000)
+    cancelled = server.get(f"/v1/batches/{batch_id}").json()
+    assert cancelled["status"] == "cancelled" and cancelled["cancelling_at"] is not None
+    counts = cancelled["request_counts"]
+    assert counts["completed"] < counts["total"] == 400
+    assert page.text_content("#batch-counts").startswith(f"{counts['completed'] + counts['failed']} / 400")
+    assert page.get_attribute(f"tr[data-batch={batch_id}]", "data-status") == "cancelled"
+
+
+def _post(server: Server, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    return httpx.post(server.url + path, json=body, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60)
+
+
+def _wait_job(server: Server, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (job := server.get(f"/api/jobs/{job_id}").json())["status"] == "running":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+    return job
+
+
+def test_a_job_started_from_the_training_form_draws_its_curve_while_it_runs(
+    admin_tab: Tab, home: Path
+) -> None:
+    server = admin_tab.server
+    page = admin_tab.open("/ui/training")
+    page.wait_for_selector("#train-base")
+    page.fill("#train-base", "tiny")
+    page.fill("#train-data", str(home / "qa.jsonl"))
+    page.fill("#train-max-steps", "30")
+    page.fill("#train-lr", "0.05")
+    page.fill("#train-batch-size", "2")
+    page.click("#train-form summary")  # more settings
+    page.fill("#train-checkpoint-every", "1000")
+    page.uncheck("#train-register-result")
+    assert page.text_content("#train-cli") == (
+        f"llmos train --base tiny --data {home / 'qa.jsonl'} --max-steps 30 --lr 0.05 --batch-size 2"
+        " --checkpoint-every 1000 --no-register-result --detach"
+    )
+    yaml = page.text_content("#train-yaml").splitlines()
+    assert yaml[:2] == ['base: "tiny"', f'data: "{home / "qa.jsonl"}"']
+    page.click("#train-start")
+    page.wait_for_selector("#job[data-status=running]", timeout=30_000)
+    job_id = page.text_content("#job-id")
+    # what the chart holds at each poll of the page while the job runs: it must grow
+    seen: set[int] = set()
+    deadline = time.monotonic() + 120
+    while page.get_attribute("#job", "data-status") == "running":
+        assert time.monotonic() < deadline
+        seen.add(int(page.get_attribute("#loss-chart", "data-points") or 0))
+        time.sleep(0.1)
+    assert len(seen - {0}) >= 2, seen
+    print("points drawn while running", sorted(seen))
+    job = _wait_job(server, job_id)
+    assert job["status"] == "succeeded", job["error"]
+    page.wait_for_selector("#job[data-status=succeeded]")
+    page.wait_for_function("() => Training.data('loss')[0].length === 30")
+    steps, losses = zip(*job["losses"], strict=True)
+    assert page.evaluate("Training.data('loss')") == [list(steps), list(losses)]
+    assert page.evaluate("Training.data('lr')") == [list(steps), [p["lr"] for p in job["curve"]]]
+    assert "step 30/30" in page.text_content("#job-log")
+    page.wait_for_selector(f"tr[data-job='{job_id}'][data-status=succeeded]")
+    assert page.is_hidden("#job-cancel") and page.is_hidden("#job-resume")
+
+
+def _seed_job(home: Path, losses: dict[int, float]) -> str:
+    """A finished job written straight into the store (no process): its curve is ``losses``."""
+    jobs = JobStore(Settings(home=home))
+    try:
+        config = TrainConfig.build(base="tiny", data=str(home / "qa.jsonl"), register_result=False)
+        job = jobs.create(config)
+        for step, loss in losses.items():
+            jobs.record_step(job.id, step, max(losses), loss=loss, lr=1e-3 * step, seconds=0.1 * step)
+        jobs.update(job.id, status="succeeded")
+        return job.id
+    finally:
+        jobs.close()
+
+
+def test_two_runs_are_overlaid_on_one_chart_as_the_api_has_them(admin_tab: Tab, home: Path) -> None:
+    first = _seed_job(home, {1: 3.0, 2: 2.5, 3: 2.0, 4: 1.5})
+    second = _seed_job(home, {2: 2.8, 4: 2.2, 6: 1.9})
+    page = admin_tab.open(f"/ui/training?job={first}")
+    page.wait_for_selector(f"#loss-chart[data-series='{first}']")
+    page.select_option("#compare", second)
+    page.wait_for_selector(f"#loss-chart[data-series='{first}+{second}']")
+    assert "compare=" + second in page.url
+    a, b = (dict(admin_tab.server.get(f"/api/jobs/{j}").json()["losses"]) for j in (first, second))
+    steps = sorted(set(a) | set(b))
+    drawn = page.evaluate("Training.data('loss')")
+    assert drawn == [steps, [a.get(s) for s in steps], [b.get(s) for s in steps]]
+    assert page.locator("#loss-chart .u-legend").text_content().count(first[:6]) == 1
+    page.screenshot(path=str(_screenshot_dir() / "training-overlay.png"), full_page=True)
+
+
+def test_a_running_job_is_cancelled_and_resumed_from_the_page(admin_tab: Tab, home: Path) -> None:
+    server = admin_tab.server
+    body = {"base": "tiny", "data": str(home / "qa.jsonl"), "max_steps": 100_000, "register_result": False}
+    job_id = _post(server, "/api/jobs", body).json()["id"]
+    try:
+        page = admin_tab.open(f"/ui/training?job={job_id}")
+        page.click("#job[data-status=running] #job-cancel")
+        page.wait_for_selector("#job[data-status=cancelled] #job-resume:not([hidden])")
+        assert server.get(f"/api/jobs/{job_id}").json()["status"] == "cancelled"
+        assert f"llmos train resume {job_id}" in page.text_content("#job-cli")
+        page.click("#job-resume")
+        page.wait_for_selector("#job[data-status=running] #job-cancel:not([hidden])")
+        assert server.get(f"/api/jobs/{job_id}").json()["status"] == "running"
+        page.click("#job-cancel")
+        page.wait_for_selector("#job[data-status=cancelled]")
+    finally:
+        _post(server, f"/api/jobs/{job_id}/cancel")  # 400 when it is no longer running
+    assert server.get(f"/api/jobs/{job_id}").json()["status"] == "cancelled"
+
+
+def test_two_model_versions_are_compared_with_the_deltas_the_api_gives(admin_tab: Tab, home: Path) -> None:
+    store = ResultStore(Settings(home=home))
+    try:
+        for ref, metrics in (
+            ("tiny:1", {"exact_match": 0.25, "f1": 0.5}),
+            ("spare:1", {"exact_match": 0.5, "f1": 0.4}),
+        ):
+            store.add(EvalResult(ref, "sha256:x", "-", "sha256:data", "qa", metrics, {}))
+        store.add(EvalResult("spare:1", "sha256:x", "-", "sha256:data", "ppl", {"perplexity": 9.5}, {}))
+    finally:
+        store.close()
+    page = admin_tab.open("/ui/evaluations")
+    page.wait_for_selector("#eval-models tr[data-model='spare:1']")
+    page.select_option("#eval-a", "tiny:1")
+    page.select_option("#eval-b", "spare:1")
+    page.click("#compare-run")
+    page.wait_for_selector("#compare-table:not([hidden])")
+    rows = admin_tab.server.get("/api/evaluations/compare?a=tiny:1&b=spare:1").json()["rows"]
+    shown = page.eval_on_selector_all(
+        "#compare-rows tr", "rows => rows.map(r => [...r.children].map(td => td.textContent))"
+    )
+
+    def fmt(v: float | None, sign: bool = False) -> str:
+        return "–" if v is None else ("+" if sign and v > 0 else "") + f"{v:.4f}"
+
+    assert shown == [
+        [r["suite"], r["task"], r["metric"], fmt(r["a"]), fmt(r["b"]), fmt(r["delta"], sign=True)]
+        for r in rows
+    ]
+    assert ["-", "qa", "f1", "0.5000", "0.4000", "-0.1000"] in shown
+    verdicts = page.eval_on_selector_all(
+        "#compare-rows tr", "rows => rows.map(r => [r.dataset.metric, r.querySelector('.delta').className])"
+    )
+    assert dict(verdicts) == {
+        "ppl/perplexity": "num delta",  # only one side has it
+        "qa/exact_match": "num delta better",
+        "qa/f1": "num delta worse",
+    }
+    assert page.text_content("#compare-cli") == "llmos eval compare tiny:1 spare:1"
+    page.click("#eval-models tr[data-model='spare:1'] a")
+    page.wait_for_selector("#version-results tr[data-task=ppl]")
+    assert page.locator("#version-results tr").count() == 2 and "a=tiny%3A1" in page.url
+    page.screenshot(path=str(_screenshot_dir() / "evaluations-compare.png"), full_page=True)
 
 
 def _screenshot_dir() -> Path:

@@ -180,3 +180,26 @@ def test_jobs_over_http_start_show_and_follow(setup: tuple[Settings, Path]) -> N
         assert [j["id"] for j in client.get("/api/jobs").json()["jobs"]] == [started["id"]]
         assert client.post(f"/api/jobs/{started['id']}/cancel").status_code == 400
         assert client.get("/api/jobs/nope").status_code == 404
+
+
+def test_jobs_over_http_show_the_lr_curve_after_a_step_and_the_config_schema(
+    setup: tuple[Settings, Path],
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from llmos.server.app import create_app
+
+    settings, data = setup
+    jobs = JobStore(settings)
+    job = jobs.create(_config(data))
+    for step in (1, 2, 3):
+        jobs.record_step(job.id, step, 3, loss=2.0 / step, lr=1e-3 * step, seconds=0.5 * step)
+    with TestClient(create_app(settings)) as client:
+        shown = client.get(f"/api/jobs/{job.id}").json()
+        assert shown["losses"] == [[1, 2.0], [2, 1.0], [3, 2.0 / 3]]
+        assert shown["curve"][1] == {"step": 2, "loss": 1.0, "lr": 2e-3, "seconds": 1.0}
+        later = client.get(f"/api/jobs/{job.id}", params={"after": 2}).json()
+        assert [p["step"] for p in later["curve"]] == [3] and later["losses"] == [[3, 2.0 / 3]]
+        schema = client.get("/api/jobs/schema").json()
+        assert schema["required"] == ["base", "data"]
+        assert schema["properties"]["lora_r"]["default"] == 8

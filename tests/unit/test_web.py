@@ -127,7 +127,7 @@ def test_nav_lists_only_pages_that_exist(client: TestClient) -> None:
     html = client.get("/").text
     links = re.findall(r'<li data-scope="[^"]+" hidden><a href="([^"]+)"', html)
     assert links == [p.path for p in PAGES]
-    assert client.get("/ui/training").status_code == 404
+    assert client.get("/ui/nothing-here").status_code == 404
 
 
 def test_strings_come_from_the_catalogue_in_english_and_chinese(client: TestClient) -> None:
@@ -182,3 +182,31 @@ def test_the_tasks_page_is_in_the_nav_and_speaks_chinese(client: TestClient) -> 
     assert '<li data-scope="inference" hidden><a href="/ui/tasks"' in english
     assert 'src="/static/tasks.js"' in english and 'id="task-fields"' in english
     assert "<title>任务 · llmos</title>" in client.get("/ui/tasks?lang=zh").text
+
+
+def test_the_batches_page_is_in_the_nav_with_its_upload_form_and_speaks_chinese(
+    client: TestClient,
+) -> None:
+    english = client.get("/ui/batches").text
+    assert '<li data-scope="inference" hidden><a href="/ui/batches"' in english
+    for text in ('type="file"', 'id="batch-endpoint"', 'id="batch-cli"', "Download output", "batches.js"):
+        assert text in english, text
+    assert "<title>批处理 · llmos</title>" in client.get("/ui/batches?lang=zh").text
+
+
+def test_the_training_page_is_in_the_nav_with_its_charts_and_speaks_chinese(client: TestClient) -> None:
+    english = client.get("/ui/training").text
+    assert '<li data-scope="training" hidden><a href="/ui/training"' in english
+    for text in ('id="loss-chart"', 'id="lr-chart"', 'id="compare"', 'id="train-cli"', "uPlot.iife.min.js"):
+        assert text in english, text
+    assert "<title>训练 · llmos</title>" in client.get("/ui/training?lang=zh").text
+
+
+def test_the_evaluations_page_is_in_the_nav_with_its_comparison_and_speaks_chinese(
+    client: TestClient,
+) -> None:
+    english = client.get("/ui/evaluations").text
+    assert '<li data-scope="eval" hidden><a href="/ui/evaluations"' in english
+    for text in ('id="eval-a"', 'id="eval-b"', 'id="compare-rows"', "Δ (B − A)", "evaluations.js"):
+        assert text in english, text
+    assert "<title>评测 · llmos</title>" in client.get("/ui/evaluations?lang=zh").text
