@@ -47,6 +47,7 @@ EXPIRE_EVERY_SECONDS = 3600.0  # how often expired files are deleted
 MAX_ATTEMPTS = 30  # a line refused with 429/503 is retried this often before it counts as failed
 MAX_RETRY_WAIT_SECONDS = 30.0
 UPLOAD_CHUNK = 1 << 20
+COUNT_EVERY_SECONDS = 0.5  # request_counts are written at most this often while a batch runs
 
 
 def _batches(request: Request) -> BatchStore:
@@ -190,6 +191,7 @@ class BatchRunner:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self.lines_sent = 0  # every in-process request made, retries included (tests, metrics)
+        self._counted_at = 0.0  # when request_counts were last written
 
     def start(self) -> None:
         self._wake = asyncio.Event()
@@ -298,9 +300,12 @@ class BatchRunner:
             status, body = await self._call(batch, line, request_id)
             await asyncio.to_thread(progress.add, result_line(line, status, body, request_id))
             self.control.metrics.batch_requests.labels("completed" if 200 <= status < 300 else "failed").inc()
-            await asyncio.to_thread(
-                self.batches.update, batch.id, completed=progress.num_ok, failed=progress.num_failed
-            )
+            now = time.monotonic()
+            if now - self._counted_at >= COUNT_EVERY_SECONDS:  # the final counts come with finish()
+                self._counted_at = now
+                await asyncio.to_thread(
+                    self.batches.update, batch.id, completed=progress.num_ok, failed=progress.num_failed
+                )
         finally:
             slots.release()
 

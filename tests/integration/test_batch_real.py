@@ -36,12 +36,15 @@ def home(real_home: Path, tmp_path: Path) -> Path:
     shutil.copytree(real_home / "models", dest / "models", copy_function=os.link)
     with sqlite3.connect(real_home / "llmos.db") as source, sqlite3.connect(dest / "llmos.db") as copy:
         source.backup(copy)
+        copy.execute("DELETE FROM batches")  # whatever benchmarks ran on the shared store
+        copy.execute("DELETE FROM files")
     return dest
 
 
 def _serve(home: Path, log_dir: Path) -> tuple[ServerProcess, str]:
     # fp32: batched and single-request greedy decoding then pick the same tokens
-    proc, url = start_server(home, "--model", MODEL, log_dir=log_dir, env={"LLMOS_DTYPE": "float32"})
+    env = {"LLMOS_DTYPE": "float32", "LLMOS_BATCH_CONCURRENCY": "16"}  # 16 lines share each engine step
+    proc, url = start_server(home, "--model", MODEL, log_dir=log_dir, env=env)
     wait_healthy(url, proc)
     return proc, url
 

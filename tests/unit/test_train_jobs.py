@@ -128,8 +128,11 @@ def test_a_two_process_torchrun_job_matches_one_process(setup: tuple[Settings, P
     for job in (single, ddp):
         done = _wait(jobs, job, timeout=180)
         assert done.status == "succeeded", (jobs.job_dir(job.id) / "train.log").read_text()[-3000:]
+    # the same arithmetic in another order (an all-reduce of two halves vs accumulating them, with
+    # whatever thread counts the two jobs get while they share 2 cores): equal within 0.1%; a run
+    # in the full suite drifted 5e-4 by step 6
     assert [loss for _, loss in jobs.losses(ddp.id)] == pytest.approx(
-        [loss for _, loss in jobs.losses(single.id)], rel=1e-4
+        [loss for _, loss in jobs.losses(single.id)], rel=1e-3
     )
 
 
