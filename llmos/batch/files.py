@@ -15,16 +15,17 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select
+from typing_extensions import TypeIs
 
 from llmos.config import Settings
 from llmos.errors import FileNotFound, InvalidRequest, PayloadTooLarge
 from llmos.store import Store
-from llmos.store.batches import FileRow
+from llmos.store.batches import BatchRow, FileRow
 from llmos.store.blobs import fsync_dir, pid_alive
 from llmos.store.tables import utcnow
 
@@ -33,6 +34,13 @@ logger = logging.getLogger(__name__)
 UPLOAD_PURPOSES = ("batch",)  # what a client may upload; a batch's own files are "batch_output"
 OUTPUT_PURPOSE = "batch_output"
 TMP_PREFIX = ".tmp-"
+R = TypeVar("R", FileRow, BatchRow)  # a row with an owner (key_id)
+Item = TypeVar("Item", bound="_HasId")
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
 
 
 def epoch(when: datetime | None) -> int | None:
@@ -40,10 +48,22 @@ def epoch(when: datetime | None) -> int | None:
     if when is None:
         return None
     if when.tzinfo is None:
-        from datetime import UTC
-
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp())
+
+
+def owned(row: R | None, owner: str | None) -> TypeIs[R]:
+    """Whether ``row`` exists and ``owner`` may see it (``None``: an admin, who sees every row)."""
+    return row is not None and (owner is None or row.key_id == owner)
+
+
+def page_after(items: list[Item], after: str | None, limit: int) -> tuple[list[Item], bool]:
+    """OpenAI's cursor paging over ``items`` (newest first): up to ``limit`` of those after the one
+    whose id is ``after``, and whether more follow."""
+    if after is not None:
+        ids = [item.id for item in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    return items[:limit], len(items) > limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +179,7 @@ class FileStore:
         """The file ``file_id``; 404 when there is none or it belongs to another key than ``owner``."""
         with self.store.session() as session:
             row = session.get(FileRow, file_id)
-            if row is None or (owner is not None and row.key_id != owner):
+            if not owned(row, owner):
                 raise FileNotFound(f"No file {file_id!r}.", param="file_id")
             return FileInfo.from_row(row)
 
@@ -179,16 +199,13 @@ class FileStore:
             if purpose:
                 query = query.where(FileRow.purpose == purpose)
             rows = [FileInfo.from_row(r) for r in session.scalars(query)]
-        if after is not None:
-            ids = [f.id for f in rows]
-            rows = rows[ids.index(after) + 1 :] if after in ids else []
-        return rows[:limit], len(rows) > limit
+        return page_after(rows, after, limit)
 
     # --- deleting --------------------------------------------------------------------------
     def delete(self, file_id: str, owner: str | None = None) -> FileInfo:
         with self.store.session() as session:
             row = session.get(FileRow, file_id)
-            if row is None or (owner is not None and row.key_id != owner):
+            if not owned(row, owner):
                 raise FileNotFound(f"No file {file_id!r}.", param="file_id")
             info = FileInfo.from_row(row)
             session.delete(row)

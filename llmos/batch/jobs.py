@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from llmos.batch.files import OUTPUT_PURPOSE, FileInfo, FileStore, epoch
+from llmos.batch.files import OUTPUT_PURPOSE, FileInfo, FileStore, epoch, owned, page_after
 from llmos.config import Settings
 from llmos.errors import BatchNotFound, InvalidRequest
 from llmos.store import Store
@@ -326,7 +326,7 @@ class BatchStore:
     def get(self, batch_id: str, owner: str | None = None) -> BatchInfo:
         with self.store.session() as session:
             row = session.get(BatchRow, batch_id)
-            if row is None or (owner is not None and row.key_id != owner):
+            if not owned(row, owner):
                 raise BatchNotFound(f"No batch {batch_id!r}.", param="batch_id")
             return BatchInfo.from_row(row)
 
@@ -339,17 +339,14 @@ class BatchStore:
             if owner is not None:
                 query = query.where(BatchRow.key_id == owner)
             rows = [BatchInfo.from_row(r) for r in session.scalars(query)]
-        if after is not None:
-            ids = [b.id for b in rows]
-            rows = rows[ids.index(after) + 1 :] if after in ids else []
-        return rows[:limit], len(rows) > limit
+        return page_after(rows, after, limit)
 
     def cancel(self, batch_id: str, owner: str | None = None) -> BatchInfo:
         """Ask the runner to stop (``cancelling``; it finishes the lines in flight, then writes what
         is done and turns ``cancelled``). A final batch cannot be cancelled (400)."""
         with self.store.session() as session:
             row = session.get(BatchRow, batch_id)
-            if row is None or (owner is not None and row.key_id != owner):
+            if not owned(row, owner):
                 raise BatchNotFound(f"No batch {batch_id!r}.", param="batch_id")
             if row.status in FINAL:
                 raise InvalidRequest(f"Batch {batch_id} is already {row.status}; it cannot be cancelled.")

@@ -4,7 +4,9 @@ Every step has a token budget. Running requests go first (one token for a decode
 for a long prefill), then waiting requests are admitted first-come-first-served within their
 priority (interactive before batch jobs) while the budget, ``max_num_seqs`` and free KV blocks allow.
 When blocks run out, the most recently admitted running request of the lowest priority is
-preempted: its blocks are freed and it is recomputed later (prompt + tokens so far).
+preempted: its blocks are freed and it is recomputed later (prompt + tokens so far). A waiting
+request that outranks running ones and can be admitted now runs its first chunk in a step of its
+own class (the lower-priority running requests sit that step out).
 """
 
 from __future__ import annotations

@@ -298,8 +298,11 @@ class BatchRunner:
         try:
             request_id = f"{batch.id}-{line.number}"
             status, body = await self._call(batch, line, request_id)
-            await asyncio.to_thread(progress.add, result_line(line, status, body, request_id))
-            self.control.metrics.batch_requests.labels("completed" if 200 <= status < 300 else "failed").inc()
+            item = result_line(line, status, body, request_id)
+            await asyncio.to_thread(progress.add, item)
+            self.control.metrics.batch_requests.labels(
+                "completed" if Progress.is_ok(item) else "failed"
+            ).inc()
             now = time.monotonic()
             if now - self._counted_at >= COUNT_EVERY_SECONDS:  # the final counts come with finish()
                 self._counted_at = now
