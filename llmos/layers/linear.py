@@ -33,13 +33,27 @@ from torch import Tensor, nn
 logger = logging.getLogger(__name__)
 
 
+def _cpu_has_onednn_bf16() -> bool:
+    """oneDNN's bf16 linear needs AVX-512 (BW, VL and DQ) or AVX-NE-CONVERT; an AVX2-only CPU
+    (many AMD EPYC and desktop parts) refuses to pack ("bf16 path needs the cpu support ...")."""
+    if torch.cpu._is_avx512_supported():
+        return True
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "avx_ne_convert" in f.read()
+    except OSError:
+        return False
+
+
 def can_pack(dtype: torch.dtype, device: torch.device) -> bool:
-    """oneDNN weight packing applies to bf16 on CPUs whose torch build has mkldnn."""
+    """oneDNN weight packing applies to bf16 on CPUs whose torch build has mkldnn and whose
+    instruction set oneDNN's bf16 path runs on."""
     return (
         device.type == "cpu"
         and dtype == torch.bfloat16
         and torch.backends.mkldnn.is_available()
         and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+        and _cpu_has_onednn_bf16()
     )
 
 

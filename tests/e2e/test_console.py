@@ -507,7 +507,8 @@ def test_a_bad_batch_file_shows_its_line_errors_and_a_running_batch_is_cancelled
     counts = cancelled["request_counts"]
     assert counts["completed"] < counts["total"] == 400
     assert page.text_content("#batch-counts").startswith(f"{counts['completed'] + counts['failed']} / 400")
-    assert page.get_attribute(f"tr[data-batch={batch_id}]", "data-status") == "cancelled"
+    # the list refreshes on its own poll, a moment after the detail panel
+    page.wait_for_selector(f"tr[data-batch={batch_id}][data-status=cancelled]", timeout=10_000)
 
 
 def _post(server: Server, path: str, body: dict[str, Any] | None = None) -> httpx.Response:

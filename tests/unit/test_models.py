@@ -30,7 +30,7 @@ from llmos.layers.attention import (
     PrefillChunk,
     single_sequence_metadata,
 )
-from llmos.layers.linear import Linear, bucket_rows, can_pack
+from llmos.layers.linear import Linear, bucket_rows, can_pack, pack_weight
 from llmos.models.loader import load_model
 
 CPU = torch.device("cpu")
@@ -158,9 +158,26 @@ def test_mis_shaped_tensor_raises_invalid_model_file_naming_it(tmp_path: Path) -
         load_model(model_dir, torch.float32, CPU)
 
 
-@pytest.mark.skipif(
-    not can_pack(torch.bfloat16, CPU), reason="this torch build has no oneDNN (mkldnn) CPU kernels"
+NO_PACKING = (
+    "this CPU or torch build has no oneDNN bf16 linear (needs mkldnn and AVX-512 BW/VL/DQ or AVX-NE-CONVERT)"
 )
+
+
+def test_can_pack_says_exactly_when_onednn_accepts_a_bf16_weight() -> None:
+    """The loader packs only where oneDNN can: on an AVX2-only CPU packing raises, so can_pack
+    must say False there (and True where the reorder works)."""
+    weight = torch.randn(32, 16, dtype=torch.bfloat16)
+    try:
+        pack_weight(weight)
+        packs = True
+    except RuntimeError as exc:
+        assert "bf16" in str(exc) or "mkldnn" in str(exc)
+        packs = False
+    assert can_pack(torch.bfloat16, CPU) == packs
+    assert not can_pack(torch.float32, CPU)
+
+
+@pytest.mark.skipif(not can_pack(torch.bfloat16, CPU), reason=NO_PACKING)
 @pytest.mark.parametrize("builder", [build_tiny_llama, build_tiny_qwen2])
 def test_onednn_packed_bf16_weights_give_the_same_logits(
     builder: Callable[[Path], Path], tmp_path: Path
@@ -185,7 +202,7 @@ def test_bucket_rows_bounds_the_shapes_a_server_sends_to_onednn() -> None:
 @pytest.mark.parametrize("packed", [False, True])
 def test_bf16_linears_run_on_bucketed_rows_and_return_the_rows_asked_for(packed: bool) -> None:
     if packed and not can_pack(torch.bfloat16, CPU):
-        pytest.skip("this torch build has no oneDNN (mkldnn) CPU kernels")
+        pytest.skip(NO_PACKING)
     layer = Linear(64, 96, bias=True).to(torch.bfloat16)
     x = torch.randn(37, 64, dtype=torch.bfloat16)
     expected = F.linear(x.float(), layer.weight.float(), layer.bias.float())
