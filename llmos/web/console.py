@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from llmos import __version__
+from llmos.explain.explanation import METHODS as EXPLAIN_METHODS
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -55,6 +56,7 @@ PAGES = (
     Page("annotation", "/ui/annotation", "datasets", ("annotation.js",)),
     Page("training", "/ui/training", "training", ("vendor/uPlot.iife.min.js", "training.js")),
     Page("evaluations", "/ui/evaluations", "eval", ("evaluations.js",)),
+    Page("explain", "/ui/explain", "eval", ("explain.js",)),  # POST /api/explain needs eval
     Page("metrics", "/ui/metrics", "metrics", ("vendor/uPlot.iife.min.js", "charts.js", "metrics.js")),
     Page("keys", "/ui/keys", "admin", ("keys.js",)),
 )
@@ -110,6 +112,7 @@ def console_router(route_kwargs: dict[str, Any]) -> APIRouter:
             "language": language,
             "t": lambda key: strings.get(key, key),
             "strings": json.dumps(strings, ensure_ascii=False),
+            "explain_methods": EXPLAIN_METHODS,  # the method picker offers what the API accepts
         }
         return templates.TemplateResponse(request, f"{page.name}.html", context, headers=SECURITY_HEADERS)
 

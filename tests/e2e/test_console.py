@@ -7,10 +7,12 @@ id, a batch file uploaded in the page runs to completion and its downloaded outp
 file (a bad file shows its line errors, a running batch is cancelled from the page), a tiny
 training job started from the form draws new loss points while it runs and ends with the API's
 curve, two runs overlay on one chart, a running job is cancelled and resumed, two model
-versions' stored evaluations are compared with the API's deltas, a key without
-the admin scope sees no Keys page, every page loads with the network blocked to
-all but the server (no aborted request, no console error, no CSP violation), and a
-screenshot of every page at 1280x800 lands in ``tests/e2e/screenshots/``.
+versions' stored evaluations are compared with the API's deltas, the Explain page draws the
+attributions, attention map and logit lens the API returns (and shows its errors), a model's
+lineage row shows its parents, datasets, training run and history and the model is pinned and
+kept alive from the page, a key without the admin scope sees no Keys page, every page loads with
+the network blocked to all but the server (no aborted request, no console error, no CSP
+violation), and a screenshot of every page at 1280x800 lands in ``tests/e2e/screenshots/``.
 
 One server and one browser for the module; a tiny random model keeps it fast."""
 
@@ -659,6 +661,134 @@ def test_two_model_versions_are_compared_with_the_deltas_the_api_gives(admin_tab
     page.wait_for_selector("#version-results tr[data-task=ppl]")
     assert page.locator("#version-results tr").count() == 2 and "a=tiny%3A1" in page.url
     page.screenshot(path=str(_screenshot_dir() / "evaluations-compare.png"), full_page=True)
+
+
+EXPLAIN = {"model": "tiny", "prompt": "the capital of france is"}
+
+
+def _run_explain(page: Any, method: str) -> None:
+    page.select_option("#explain-method", method)
+    page.click("#explain-run")
+    page.wait_for_selector(f"#explain-result[data-method={method}]:not([hidden])", timeout=60_000)
+
+
+def _grid(page: Any) -> list[list[str]]:
+    return page.eval_on_selector_all(
+        "#explain-grid tr",
+        "rows => rows.slice(1).map(r => [...r.querySelectorAll('td')].map(td => td.textContent))",
+    )
+
+
+def test_the_explain_page_draws_attributions_attention_and_the_logit_lens_the_api_returns(
+    admin_tab: Tab,
+) -> None:
+    server = admin_tab.server
+    page = admin_tab.open("/ui/explain?model=tiny")
+    page.fill("#explain-prompt", EXPLAIN["prompt"])
+    page.fill("#explain-target", " paris")
+    page.fill("#explain-steps", "8")
+    _run_explain(page, "integrated-gradients")
+    body = {**EXPLAIN, "method": "integrated-gradients", "target": " paris", "steps": 8}
+    api = _post(server, "/api/explain", body).json()
+    # one coloured span per prompt token the API attributed, in order, its score on hover
+    spans = page.eval_on_selector_all(
+        "#explain-tokens .tok",
+        "s => s.map(t => [t.textContent, Number(t.dataset.score), t.title,"
+        " getComputedStyle(t).backgroundColor])",
+    )
+    assert [s[0] for s in spans] == api["input_tokens"] and len(spans) >= 4
+    assert [s[1] for s in spans] == pytest.approx(api["scores"], rel=1e-4, abs=1e-6)
+    assert spans[0][2] == f"{json.dumps(api['input_tokens'][0])}: {spans[0][1]:.4f}"
+    strongest = max(range(len(spans)), key=lambda i: abs(spans[i][1]))
+    red, _, blue = (int(c) for c in spans[strongest][3].removeprefix("rgb(").rstrip(")").split(","))
+    assert (red > blue) == (spans[strongest][1] > 0)  # red for, blue against
+    assert page.text_content("#explain-tokens .target") == " → " + "".join(api["target_tokens"])
+    rows = _grid(page)  # one row per target token, one cell per prompt token
+    assert len(rows) == len(api["target_tokens"]) and all(len(r) == len(api["input_tokens"]) for r in rows)
+    assert page.text_content("#explain-cli") == (
+        "llmos explain 'tiny' 'the capital of france is' --method integrated-gradients"
+        " --target ' paris' --steps 8 --json"
+    )
+    page.screenshot(path=str(_screenshot_dir() / "explain-attributions.png"), full_page=True)
+
+    _run_explain(page, "logit-lens")
+    lens = _post(server, "/api/explain", {**EXPLAIN, "method": "logit-lens", "top_k": 5}).json()
+    cells = _grid(page)  # layers x positions, each cell the top token read there
+    assert len(cells) == len(lens["logit_lens"]) == 3  # the embeddings and the tiny model's 2 layers
+    assert all(len(row) == len(lens["input_tokens"]) for row in cells)
+    shown = page.eval_on_selector_all(
+        "#explain-grid tr[data-layer]",
+        "rows => rows.map(r => [...r.querySelectorAll('td .top')].map(s => s.textContent))",
+    )
+    assert shown == [[top[0]["token"] for top in layer] for layer in lens["logit_lens"]]
+    assert page.locator("#explain-grid td").first.get_attribute("title").count("\n") == 4  # top 5
+    page.screenshot(path=str(_screenshot_dir() / "explain-logit-lens.png"), full_page=True)
+
+    page.select_option("#explain-method", "attention")  # shows the layer and head pickers
+    page.fill("#explain-layer", "0")
+    page.fill("#explain-head", "1")
+    _run_explain(page, "attention")
+    attention = _post(
+        server, "/api/explain", {**EXPLAIN, "method": "attention", "layer": 0, "head": 1}
+    ).json()
+    assert _grid(page) == [[f"{v:.2f}" for v in row] for row in attention["token_scores"]]
+    assert "Layer 0 · Head 1" in page.text_content("#explain-meta")
+    page.fill("#explain-layer", "9")  # the picker runs again on change; the API's error shows in the page
+    page.press("#explain-layer", "Tab")
+    page.wait_for_selector("#explain-error:has-text('out of range')")
+    assert "layer 9 is out of range: the model has 2 layers" in page.text_content("#explain-error")
+    assert page.is_hidden("#explain-result")  # no stale result under the error
+    assert [e for e in admin_tab.errors if "Content Security Policy" in e] == []
+
+
+def test_a_models_lineage_expands_and_it_is_pinned_and_kept_alive_from_the_page(
+    admin_tab: Tab, home: Path
+) -> None:
+    server = admin_tab.server
+    registry = Registry(Settings(home=home, dtype="float32"))
+    try:
+        tiny = registry.resolve("tiny:1")
+        run = {
+            "data": "qa:1",
+            "config": {"base": "tiny:1", "method": "full", "max_steps": 5},
+            "metrics": {"loss": 1.25},
+        }
+        tuned = registry.import_path(
+            tiny.path, "tuned", parents=[{"ref": "tiny:1", "relation": "base"}],
+            extra={"datasets": ["qa:1"], "training_run": run},
+        )  # fmt: skip
+    finally:
+        registry.close()
+    page = admin_tab.open("/ui/models")
+    page.click(f"tr[data-model='{tuned.ref}'] button.expand")
+    lineage = page.locator(f"tr[data-lineage='{tuned.ref}']")
+    lineage.locator("dd[data-fact=history] li").first.wait_for()
+    assert lineage.locator("dd[data-fact=parents]").text_content() == f"base tiny:1 {tiny.digest[7:19]}"
+    assert lineage.locator("dd[data-fact=datasets]").text_content() == "qa:1"
+    assert "max_steps 5" in lineage.locator("dd[data-fact=training_run]").text_content()
+    events = server.get("/api/models/tuned/history").json()["events"]
+    assert lineage.locator("dd[data-fact=history] li").count() == len(events) >= 1
+    assert "imported tuned:1" in lineage.locator("dd[data-fact=history] li").first.text_content()
+    pin_curl = lineage.locator("details[data-commands=pin] code.curl").text_content()
+    assert pin_curl == (
+        f'curl -X POST -H "Authorization: Bearer $LLMOS_API_KEY" {server.url}/api/models/tuned:1/'
+        """load -H "Content-Type: application/json" -d '{"pin":true}'"""
+    )
+    row = page.locator(f"tr[data-model='{tuned.ref}']")
+    row.locator("button[data-action=pin]").click()
+    page.wait_for_selector(f"tr[data-model='{tuned.ref}'] .state:has-text('pinned')", timeout=60_000)
+    assert row.locator("button[data-action=pin]").is_disabled()  # the API pins, it does not unpin
+    row.locator("input[data-keep-alive]").fill("600")
+    row.locator("button[data-action=keep-alive]").click()
+    page.wait_for_selector(f"tr[data-model='{tuned.ref}'] .state:has-text('Keep alive 600 s')")
+    (loaded,) = [m for m in server.get("/api/ps").json()["models"] if m["name"] == tuned.ref]
+    assert loaded["pinned"] is True and loaded["keep_alive"] == 600
+    assert page.text_content("#eq-sdk").endswith('server.load("tuned:1", keep_alive=600)')
+    assert lineage.is_visible()  # the row stays open across the refresh after an action
+    page.screenshot(path=str(_screenshot_dir() / "models-lineage.png"), full_page=True)
+    row.locator("button[data-action=unload]").click()
+    page.wait_for_selector(f"tr[data-model='{tuned.ref}'] button[data-action=load]", timeout=60_000)
+    assert tuned.ref not in server.loaded()
 
 
 def _screenshot_dir() -> Path:

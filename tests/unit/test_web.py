@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from llmos.access.keys import KeyStore
 from llmos.config import Settings
+from llmos.explain import METHODS
 from llmos.server.app import create_app
 from llmos.web import vendor
 from llmos.web.console import CSP, PAGES, STATIC_DIR, catalogue
@@ -210,3 +211,19 @@ def test_the_evaluations_page_is_in_the_nav_with_its_comparison_and_speaks_chine
     for text in ('id="eval-a"', 'id="eval-b"', 'id="compare-rows"', "Δ (B − A)", "evaluations.js"):
         assert text in english, text
     assert "<title>评测 · llmos</title>" in client.get("/ui/evaluations?lang=zh").text
+
+
+def test_the_explain_page_is_in_the_nav_offers_every_method_the_api_has_and_speaks_chinese(
+    client: TestClient,
+) -> None:
+    english = client.get("/ui/explain").text
+    assert '<li data-scope="eval" hidden><a href="/ui/explain"' in english
+    options = re.findall(r'<option value="([a-z-]+)">([^<]+)</option>', english)
+    assert [value for value, _ in options] == list(METHODS)
+    # every method's label comes from the catalogue (a missing key would show as "method_...")
+    labels = [catalogue("en")["method_" + m.replace("-", "_")] for m in METHODS]
+    assert [label for _, label in options] == labels
+    for text in ('id="explain-tokens"', 'id="explain-grid"', 'id="explain-error"', "explain.js"):
+        assert text in english, text
+    chinese = client.get("/ui/explain?lang=zh").text
+    assert "<title>可解释性 · llmos</title>" in chinese and "积分梯度" in chinese
