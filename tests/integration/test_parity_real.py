@@ -63,7 +63,9 @@ def _assert_greedy_parity(name: str, model_dir: Path, prompts: list[list[int]], 
 def test_greedy_batch_is_token_identical_to_transformers(name: str, real_home: Path) -> None:
     model_dir = Path(ensure_pulled(real_home, name).path)
     tokenizer = TextTokenizer.from_dir(model_dir)
-    _assert_greedy_parity(name, model_dir, [tokenizer.encode(p) for p in PROMPTS], max_tokens=32)
+    # Gemma 3's 262k-token vocabulary makes each of its steps several times SmolLM2's: 16 tokens
+    max_tokens = 16 if name.startswith("gemma") else 32
+    _assert_greedy_parity(name, model_dir, [tokenizer.encode(p) for p in PROMPTS], max_tokens=max_tokens)
 
 
 def test_qwen2_chat_greedy_batch_is_token_identical_to_transformers(qwen_home: Path) -> None:
