@@ -36,7 +36,9 @@ from llmos.engine.sampling_params import SamplingParams
 from llmos.scaleout.ray_serve import RayEngineClient, ScaleConfig, load_ray_runtime
 
 
-async def drive(client: RayEngineClient, prompts: list[list[int]], max_tokens: int, concurrency: int) -> dict[str, Any]:
+async def drive(
+    client: RayEngineClient, prompts: list[list[int]], max_tokens: int, concurrency: int
+) -> dict[str, Any]:
     """Send every prompt (``concurrency`` at a time); output tokens, cached and prompt tokens."""
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
     gate = asyncio.Semaphore(concurrency)
@@ -57,7 +59,9 @@ async def drive(client: RayEngineClient, prompts: list[list[int]], max_tokens: i
     return totals
 
 
-def run_on(model: str, settings: Settings, scale: ScaleConfig, prompts: list[list[int]], args: Any) -> dict[str, Any]:
+def run_on(
+    model: str, settings: Settings, scale: ScaleConfig, prompts: list[list[int]], args: Any
+) -> dict[str, Any]:
     runtime = load_ray_runtime(model, settings, scale)
     client = runtime.engine
     assert isinstance(client, RayEngineClient)
@@ -84,7 +88,9 @@ def main() -> None:
     settings = Settings.from_env()
     rng = random.Random(0)
     cores = os.cpu_count() or 2
-    ray.init(num_cpus=max(2, cores), include_dashboard=False, object_store_memory=100 << 20, log_to_driver=False)
+    ray.init(
+        num_cpus=max(2, cores), include_dashboard=False, object_store_memory=100 << 20, log_to_driver=False
+    )
     serve.start(proxy_location="Disabled")
 
     distinct = [[rng.randrange(100, 5000) for _ in range(48)] for _ in range(args.requests)]
@@ -93,8 +99,12 @@ def main() -> None:
     }
     speedup = throughput["2"]["tokens_per_second"] / throughput["1"]["tokens_per_second"]
 
-    systems = [[rng.randrange(100, 5000) for _ in range(args.system_tokens)] for _ in range(args.system_prompts)]
-    shared = [rng.choice(systems) + [rng.randrange(100, 5000) for _ in range(16)] for _ in range(args.requests)]
+    systems = [
+        [rng.randrange(100, 5000) for _ in range(args.system_tokens)] for _ in range(args.system_prompts)
+    ]
+    shared = [
+        rng.choice(systems) + [rng.randrange(100, 5000) for _ in range(16)] for _ in range(args.requests)
+    ]
     routing = {}
     for policy in ("least_loaded", "prefix"):
         result = run_on(args.model, settings, ScaleConfig(num_replicas=2, policy=policy), shared, args)

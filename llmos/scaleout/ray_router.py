@@ -16,7 +16,7 @@ class LlmosRequestRouter(RequestRouter):
     """Ray Serve's request router, deciding with ``llmos.scaleout.Router``: loads come from the
     router's own count of requests in flight per replica, else the replica's routing stats."""
 
-    def initialize_state(self, policy: str = "least_loaded", deployment: str = "") -> None:
+    def initialize_state(self, policy: str = "least_loaded", deployment: str = "") -> None:  # type: ignore[override]
         self.router = Router(policy)
         self.deployment = deployment
         self._known: set[str] = set()

@@ -103,28 +103,30 @@ def deploy(model: str, settings: Settings, scale: ScaleConfig) -> DeploymentHand
     """Deploy ``model`` as its own Serve application (named after it) and wait for its replicas.
     Ray must be initialised (``ray.init``) by the caller."""
     name = _app_name(model)
+    router: dict[str, Any] = {
+        # by name: Ray imports it in each caller's process (see ray_router)
+        "request_router_class": "llmos.scaleout.ray_router.LlmosRequestRouter",
+        "request_router_kwargs": {"policy": scale.policy, "deployment": name},
+        "request_routing_stats_period_s": 0.5,  # the replicas' loads, twice a second
+    }
     options: dict[str, Any] = {
         "name": "EngineReplica",
         "ray_actor_options": {"num_cpus": scale.num_cpus},
         "max_ongoing_requests": settings.max_num_seqs + settings.max_waiting_requests,
         "health_check_period_s": 1.0,
         "health_check_timeout_s": 10.0,
-        "request_router_config": RequestRouterConfig(
-            request_router_class="llmos.scaleout.ray_router.LlmosRequestRouter",
-            request_router_kwargs={"policy": scale.policy, "deployment": name},
-            request_routing_stats_period_s=0.5,
-        ),
+        "request_router_config": RequestRouterConfig(**router),
     }
     if scale.is_autoscaling:
         options["autoscaling_config"] = AutoscalingConfig(
             min_replicas=scale.min_replicas or 1,
-            max_replicas=scale.max_replicas,
+            max_replicas=scale.max_replicas or 1,
             target_ongoing_requests=scale.target_ongoing_requests,
         )
     else:
         options["num_replicas"] = scale.num_replicas
     serve.start(proxy_location="Disabled")  # llmos serves HTTP itself; Serve's proxy would take :8000
-    deployment = serve.deployment(EngineReplica).options(**options)
+    deployment = serve.deployment(EngineReplica).options(**options)  # type: ignore[attr-defined]
     app = deployment.bind(model, settings)
     return serve.run(app, name=name, route_prefix=None)
 
@@ -225,7 +227,7 @@ class RayEngineClient:
             self._streams[request_id] = stream
             started = finished = False
             try:
-                async for data in stream:
+                async for data in stream:  # type: ignore[union-attr]
                     if not started:
                         started = True
                         self._count_route(request_id)

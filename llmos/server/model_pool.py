@@ -112,7 +112,10 @@ class Lease:
 
 class ModelPool:
     def __init__(
-        self, settings: Settings, metrics: Any = None, loader: Callable[[str, Settings], Runtime] | None = None
+        self,
+        settings: Settings,
+        metrics: Any = None,
+        loader: Callable[[str, Settings], Runtime] | None = None,
     ):
         """``loader`` loads a model instead of ``load_any_runtime`` (``llmos serve --ray``)."""
         self.settings = settings
@@ -172,8 +175,12 @@ class ModelPool:
             return entry
 
     def _load_runtime(self, ref: str) -> Runtime:
-        runtime = self.loader(ref, self.settings) if self.loader else load_any_runtime(ref, self.settings, False)
-        engine = getattr(runtime.engine, "engine", None)  # None: the engine runs elsewhere (Ray)
+        if self.loader is not None:
+            runtime = self.loader(ref, self.settings)
+        else:
+            runtime = load_any_runtime(ref, self.settings, allow_path=False)
+        # a generation engine in this process (not an embedding model, nor replicas on Ray)
+        engine = getattr(runtime.engine, "engine", None) if isinstance(runtime, ModelRuntime) else None
         if engine is not None and engine.structured_output is not None:
             # Convert the vocabulary for grammars now, not inside the first guided request.
             backend = engine.structured_output
