@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from llmos.config import Settings
+from llmos.errors import InvalidRequest
 from llmos.runtime.model_runtime import ModelRuntime
 from llmos.scaleout.routing import POLICIES, Decision
 from llmos.server.model_pool import ModelPool
@@ -19,16 +20,23 @@ def ray_loader(
     policy: str,
     num_cpus: float,
 ) -> Callable[[str, Settings], ModelRuntime]:
-    """The pool's loader for Ray: ``address`` "local" starts a Ray in this process (dashboard off,
-    a small object store). Raises ValueError for an unknown policy or inconsistent replica counts."""
+    """The pool's loader for Ray: ``address`` is a cluster's GCS address (HOST:6379, or "auto"),
+    or "local" to start a Ray in this process (dashboard off, a small object store). Raises
+    InvalidRequest for a Ray Client address, an unknown policy or inconsistent replica counts."""
     import ray
 
     from llmos.scaleout.ray_serve import ScaleConfig, load_ray_runtime
 
     if policy not in POLICIES:
-        raise ValueError(f"--route {policy!r}: use one of {', '.join(POLICIES)}")
+        raise InvalidRequest(f"--route {policy!r}: use one of {', '.join(POLICIES)}")
     if (min_replicas is None) != (max_replicas is None) or (max_replicas or 1) < (min_replicas or 1):
-        raise ValueError("give --min-replicas and --max-replicas together, min <= max")
+        raise InvalidRequest("give --min-replicas and --max-replicas together, min <= max")
+    if address.startswith("ray://"):
+        # Ray Client runs the driver (and so the request router and its ledger) on the head, not here
+        raise InvalidRequest(
+            f"--ray {address}: Ray Client addresses are not supported; run `llmos serve` on a node "
+            "of the cluster and give the head's GCS address (--ray HEAD:6379)"
+        )
     if address == "local":
         ray.init(include_dashboard=False, object_store_memory=100 << 20, log_to_driver=False)
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -111,7 +112,7 @@ def deploy(model: str, settings: Settings, scale: ScaleConfig) -> DeploymentHand
     }
     options: dict[str, Any] = {
         "name": "EngineReplica",
-        "ray_actor_options": {"num_cpus": scale.num_cpus},
+        "ray_actor_options": {"num_cpus": scale.num_cpus, "runtime_env": {"env_vars": _shared_env()}},
         "max_ongoing_requests": settings.max_num_seqs + settings.max_waiting_requests,
         "health_check_period_s": 1.0,
         "health_check_timeout_s": 10.0,
@@ -129,6 +130,13 @@ def deploy(model: str, settings: Settings, scale: ScaleConfig) -> DeploymentHand
     deployment = serve.deployment(EngineReplica).options(**options)  # type: ignore[attr-defined]
     app = deployment.bind(model, settings)
     return serve.run(app, name=name, route_prefix=None)
+
+
+def _shared_env() -> dict[str, str]:
+    """The registry's database URL, which ``Settings`` reads from the environment: replicas on
+    other machines must use the same registry as this server."""
+    url = os.environ.get("LLMOS_DATABASE_URL")
+    return {"LLMOS_DATABASE_URL": url} if url else {}
 
 
 def _app_name(model: str) -> str:
