@@ -24,6 +24,7 @@ import json
 import os
 import random
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,8 @@ async def drive(
 def run_on(
     model: str, settings: Settings, scale: ScaleConfig, prompts: list[list[int]], args: Any
 ) -> dict[str, Any]:
-    runtime = load_ray_runtime(model, settings, scale)
+    reasons: Counter[str] = Counter()
+    runtime = load_ray_runtime(model, settings, scale, on_route=lambda d: reasons.update([d.reason]))
     client = runtime.engine
     assert isinstance(client, RayEngineClient)
     try:
@@ -72,6 +74,7 @@ def run_on(
         client.shutdown()
         time.sleep(2)  # the replicas leave before the next phase reserves CPUs
     result["tokens_per_second"] = round(result["output_tokens"] / result["seconds"], 1)
+    result["route_reasons"] = dict(reasons)
     return result
 
 
@@ -83,6 +86,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--system-prompts", type=int, default=4)
     parser.add_argument("--system-tokens", type=int, default=192, help="Tokens in each shared prefix.")
+    parser.add_argument("--routing-only", action="store_true", help="Skip the 1 vs 2 replica phase.")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     settings = Settings.from_env()
@@ -94,10 +98,12 @@ def main() -> None:
     serve.start(proxy_location="Disabled")
 
     distinct = [[rng.randrange(100, 5000) for _ in range(48)] for _ in range(args.requests)]
-    throughput = {
-        str(n): run_on(args.model, settings, ScaleConfig(num_replicas=n), distinct, args) for n in (1, 2)
-    }
-    speedup = throughput["2"]["tokens_per_second"] / throughput["1"]["tokens_per_second"]
+    throughput, speedup = {}, None
+    if not args.routing_only:
+        for n in (1, 2):
+            scale = ScaleConfig(num_replicas=n, app=f"bench-{n}")
+            throughput[str(n)] = run_on(args.model, settings, scale, distinct, args)
+        speedup = round(throughput["2"]["tokens_per_second"] / throughput["1"]["tokens_per_second"], 2)
 
     systems = [
         [rng.randrange(100, 5000) for _ in range(args.system_tokens)] for _ in range(args.system_prompts)
@@ -107,7 +113,8 @@ def main() -> None:
     ]
     routing = {}
     for policy in ("least_loaded", "prefix"):
-        result = run_on(args.model, settings, ScaleConfig(num_replicas=2, policy=policy), shared, args)
+        scale = ScaleConfig(num_replicas=2, policy=policy, app=f"bench-{policy}")
+        result = run_on(args.model, settings, scale, shared, args)
         result["prefix_cache_hit_rate"] = round(result["cached_tokens"] / max(1, result["prompt_tokens"]), 3)
         routing[policy] = result
 
@@ -116,7 +123,7 @@ def main() -> None:
         "model": args.model,
         "workload": {k: v for k, v in vars(args).items() if k != "out"},
         "throughput": throughput,
-        "speedup_2_vs_1": round(speedup, 2),
+        "speedup_2_vs_1": speedup,
         "routing": routing,
         "machine": {"cpu": _cpu_model(), "flags": _cpu_flags(), "cores": cores},
     }

@@ -94,6 +94,9 @@ class ScaleConfig:
     policy: str = "least_loaded"
     num_cpus: float = 1.0  # per replica
     target_ongoing_requests: float = 4.0
+    # the Serve application (default "llmos-MODEL"); a process keeps one router per application,
+    # with the request_router_kwargs it first saw, so a redeploy with another policy needs another
+    app: str | None = None
 
     @property
     def is_autoscaling(self) -> bool:
@@ -103,7 +106,7 @@ class ScaleConfig:
 def deploy(model: str, settings: Settings, scale: ScaleConfig) -> DeploymentHandle:
     """Deploy ``model`` as its own Serve application (named after it) and wait for its replicas.
     Ray must be initialised (``ray.init``) by the caller."""
-    name = _app_name(model)
+    name = _app_name(model, scale)
     router: dict[str, Any] = {
         # by name: Ray imports it in each caller's process (see ray_router)
         "request_router_class": "llmos.scaleout.ray_router.LlmosRequestRouter",
@@ -139,8 +142,8 @@ def _shared_env() -> dict[str, str]:
     return {"LLMOS_DATABASE_URL": url} if url else {}
 
 
-def _app_name(model: str) -> str:
-    return "llmos-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in model)
+def _app_name(model: str, scale: ScaleConfig) -> str:
+    return scale.app or "llmos-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in model)
 
 
 def load_ray_runtime(
@@ -149,10 +152,10 @@ def load_ray_runtime(
     """A ``ModelRuntime`` whose engine is ``ref``'s Serve deployment: the tokenizer and chat
     template load here (from the shared model directory), the weights in the replicas."""
     handle = deploy(ref, settings, scale)
-    _wait_for_router(handle, _app_name(ref))
+    _wait_for_router(handle, _app_name(ref, scale))
 
     def client(max_model_len: int) -> RayEngineClient:
-        return RayEngineClient(handle, _app_name(ref), max_model_len, on_route)
+        return RayEngineClient(handle, _app_name(ref, scale), max_model_len, on_route)
 
     return load_runtime(ref, settings, allow_path=False, remote_engine=client)
 
