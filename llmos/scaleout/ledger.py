@@ -26,6 +26,10 @@ class RoutingLedger:
             while len(self._decisions) > self.max_entries:
                 self._decisions.popitem(last=False)
 
+    def get(self, request_id: str) -> Decision | None:
+        with self._lock:
+            return self._decisions.get(request_id)
+
     def pop(self, request_id: str) -> Decision | None:
         with self._lock:
             return self._decisions.pop(request_id, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import httpx
@@ -21,6 +22,7 @@ from ray import serve
 from llmos.config import Settings
 from llmos.engine.sampling_params import SamplingParams
 from llmos.registry import Registry
+from llmos.scaleout import ledger
 from llmos.scaleout.ray_serve import RayEngineClient
 from tests.conftest import start_server, wait_healthy
 from tests.unit.tiny_models import build_tiny_chat_folder
@@ -105,30 +107,46 @@ def test_openai_client_against_the_ray_backed_server(cluster: str) -> None:
 
 def test_killing_a_replica_loses_no_request_that_had_not_started(cluster: str) -> None:
     handle = serve.get_deployment_handle("EngineReplica", app_name=APP)
+    started_on: dict[str, str] = {}  # request id -> replica, for the requests that streamed
     client = RayEngineClient(handle, APP, max_model_len=512)
-    owner = _generate(LONG_PREFIX + [7])[-1]["replica_id"]
-    params = SamplingParams(max_tokens=48, temperature=0.0, ignore_eos=True)
-
+    params = SamplingParams(max_tokens=400, temperature=0.0, ignore_eos=True)
+    ids = [f"kill-{time.monotonic_ns()}-{i}" for i in range(8)]
     first_token = asyncio.Event()
 
     async def one(i: int) -> tuple[bool, str | None]:
         """(whether a token came before the end, the finish reason)."""
         had_tokens, finish = False, None
-        async for out in client.generate(LONG_PREFIX + [60 + i], params):
+        async for out in client.generate([5 + i, *LONG_PREFIX], params, request_id=ids[i]):
             if out.token_ids and out.finish_reason != "error":
                 had_tokens = True
                 first_token.set()
             finish = out.finish_reason
         return had_tokens, finish
 
+    def routed_to() -> Counter[str]:
+        decisions = [ledger.LEDGER.get(i) for i in ids]
+        return Counter(d.replica_id for d in decisions if d is not None) + Counter(started_on.values())
+
+    actors = {replica: ray.get_actor(n, namespace="serve") for n, replica in _replica_actors()}
+
     async def run() -> list[tuple[bool, str | None]]:
-        # the shared prefix sends most of them to ``owner``: 2 run there, the rest wait behind them
-        tasks = [asyncio.create_task(one(i)) for i in range(6)]
+        # 8 requests over 2 replicas running 2 each: the busier replica holds >= 2 waiting ones
+        tasks = [asyncio.create_task(one(i)) for i in range(8)]
         await asyncio.wait_for(first_token.wait(), 60)
-        name = next(n for n, replica in _replica_actors() if replica == owner)
-        ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+        victim = routed_to().most_common(1)[0][0]
+        ray.kill(actors[victim], no_restart=True)  # the actors were looked up before: no delay here
         return await asyncio.wait_for(asyncio.gather(*tasks), 90)
 
+    client.on_route = lambda decision: None
+    original = client._count_route
+
+    def remember(request_id: str) -> None:  # the decision leaves the ledger when a stream starts
+        decision = ledger.LEDGER.get(request_id)
+        if decision is not None:
+            started_on[request_id] = decision.replica_id
+        original(request_id)
+
+    client._count_route = remember  # type: ignore[method-assign]
     results = asyncio.run(run())
     # a request that had not streamed was retried on the other replica and finished; only a
     # stream already under way may fail, and then with a clear error
