@@ -75,8 +75,22 @@ def serve(
     insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback address without keys."),
     keep_alive: int = typer.Option(None, help="Seconds an idle model stays loaded (-1: forever; 300)."),
     max_loaded_models: int = typer.Option(None, help="Most models loaded at once (default 3)."),
+    ray_address: str = typer.Option(
+        None,
+        "--ray",
+        help="Serve models on Ray Serve replicas: a Ray address (ray://head:10001), or 'local'.",
+    ),
+    replicas: int = typer.Option(1, help="With --ray: engine replicas per model."),
+    min_replicas: int = typer.Option(None, help="With --ray: autoscale from this many replicas..."),
+    max_replicas: int = typer.Option(None, help="...up to this many (on requests in flight per replica)."),
+    route: str = typer.Option("least_loaded", help="With --ray: least_loaded, prefix or p2c."),
+    replica_cpus: float = typer.Option(1.0, help="With --ray: CPUs Ray reserves per replica."),
 ) -> None:
-    """Start the OpenAI-compatible HTTP server (and the native /api model routes)."""
+    """Start the OpenAI-compatible HTTP server (and the native /api model routes).
+
+    With --ray, each model is a Ray Serve deployment whose replicas each hold one engine; this
+    process serves HTTP (every route, keys, metrics, console) and routes requests to the replicas.
+    """
     from llmos.server.app import DrainingServer, configure_access_log, create_app
     from llmos.server.model_pool import ModelPool
 
@@ -103,6 +117,10 @@ def serve(
     configure_access_log(settings)
     _check_models_exist(settings, model)
     pool = ModelPool(settings)
+    if ray_address:
+        from llmos.cli.ray_serve import ray_loader
+
+        pool.loader = ray_loader(ray_address, pool, replicas, min_replicas, max_replicas, route, replica_cpus)
     server_ = DrainingServer(create_app(settings, pool, preload=model), settings, pool)
     loading = f" (loading {', '.join(model)} in the background)" if model else ""
     url = f"http://{settings.host}:{settings.port}"

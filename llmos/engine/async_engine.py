@@ -43,6 +43,8 @@ class EngineClient(Protocol):
 
     def abort(self, request_id: str) -> None: ...
 
+    def check_request(self, prompt_token_ids: list[int], params: SamplingParams) -> None: ...
+
     def stats(self) -> EngineStats: ...
 
     @property
@@ -115,6 +117,10 @@ class AsyncEngine:
 
     def stats(self) -> EngineStats:
         return self.engine.stats()
+
+    def check_request(self, prompt_token_ids: list[int], params: SamplingParams) -> None:
+        """Raises as ``Engine.check_request`` (callable from any thread: it touches no state)."""
+        self.engine.check_request(prompt_token_ids, params)
 
     # --- the loop thread -------------------------------------------------------------------
     def _run(self) -> None:

@@ -75,26 +75,7 @@ class Engine:
         Raises ContextOverflow / InvalidRequest with the numbers and the fix, or naming what is
         wrong with a structured output spec (compiled here, and cached for ``add_request``).
         """
-        num_prompt = len(prompt_token_ids)
-        if num_prompt == 0:
-            raise InvalidRequest("The prompt is empty: give at least one token.", param="prompt")
-        if self.vocab_size is not None and any(not 0 <= t < self.vocab_size for t in prompt_token_ids):
-            raise InvalidRequest(f"Prompt token ids must be in [0, {self.vocab_size}).", param="prompt")
-        limit = self.config.max_model_len
-        if num_prompt >= limit:
-            raise ContextOverflow(
-                f"This model's maximum context length is {limit} tokens, but the prompt has {num_prompt} "
-                f"tokens (at least one more is needed to generate). Shorten the prompt.",
-                param="messages",
-            )
-        room = limit - num_prompt
-        if params.max_tokens is not None and params.max_tokens > room:
-            raise ContextOverflow(
-                f"This model's maximum context length is {limit} tokens. However, you requested "
-                f"{num_prompt + params.max_tokens} tokens ({num_prompt} in the prompt, {params.max_tokens} "
-                f"for the completion). Reduce the prompt or max_tokens (at most {room} here).",
-                param="max_tokens",
-            )
+        room = check_limits(prompt_token_ids, params, self.config.max_model_len, self.vocab_size)
         if params.structured_output is not None:
             if self.structured_output is None:
                 raise InvalidRequest(
@@ -185,3 +166,33 @@ class Engine:
                 for out in self.step():
                     results[out.request_id].extend(out.new_token_ids)
         return [results[i] for i in ids]
+
+
+def check_limits(
+    prompt_token_ids: list[int], params: SamplingParams, max_model_len: int, vocab_size: int | None = None
+) -> int:
+    """The prompt and length checks of ``Engine.check_request`` (no model needed, so a router in
+    front of engine replicas can apply them too); returns the room left for the completion.
+
+    Raises InvalidRequest (empty prompt, token id out of range) or ContextOverflow.
+    """
+    num_prompt = len(prompt_token_ids)
+    if num_prompt == 0:
+        raise InvalidRequest("The prompt is empty: give at least one token.", param="prompt")
+    if vocab_size is not None and any(not 0 <= t < vocab_size for t in prompt_token_ids):
+        raise InvalidRequest(f"Prompt token ids must be in [0, {vocab_size}).", param="prompt")
+    if num_prompt >= max_model_len:
+        raise ContextOverflow(
+            f"This model's maximum context length is {max_model_len} tokens, but the prompt has {num_prompt} "
+            f"tokens (at least one more is needed to generate). Shorten the prompt.",
+            param="messages",
+        )
+    room = max_model_len - num_prompt
+    if params.max_tokens is not None and params.max_tokens > room:
+        raise ContextOverflow(
+            f"This model's maximum context length is {max_model_len} tokens. However, you requested "
+            f"{num_prompt + params.max_tokens} tokens ({num_prompt} in the prompt, {params.max_tokens} "
+            f"for the completion). Reduce the prompt or max_tokens (at most {room} here).",
+            param="max_tokens",
+        )
+    return room

@@ -108,6 +108,11 @@ def rows() -> list[tuple[str, list[Panel]]]:
             Panel("Prefix cache hit rate", "percentunit", [
                 (f"max by (model_name) ({gauge('prefix_cache_hit_rate')}{MODEL})", "{{model_name}}"),
             ], "Prefix cache hits / queries since the model loaded.", max=1.0),
+            Panel("Routing decisions (llmos serve --ray)", "reqps", [
+                (rate(counter("route"), "policy, reason"), "{{policy}} {{reason}}"),
+                (f"sum by (replica) ({gauge('replica_num_requests')}{MODEL})", "load {{replica}}"),
+            ], "Requests routed to engine replicas by policy and reason (prefix_hit keeps a prefix "
+               "cache warm), and each replica's running + waiting requests."),
             Panel("Preemptions since load", "short", [
                 (f"sum by (model_name) ({gauge('num_preemptions')}{MODEL})", "{{model_name}}"),
             ], "Requests preempted (KV cache ran out mid-decode) since each model loaded."),

@@ -145,6 +145,12 @@ class ServerMetrics:
             ["status"],
             registry=r,
         )
+        self.route = Counter(
+            "llmos:route",
+            "Requests routed to an engine replica (llmos serve --ray), by policy and reason.",
+            ["policy", "reason"],
+            registry=r,
+        )
         ProcessCollector(registry=r)
         self.registry.register(_EngineGauges(engines))
         self.registry.register(_BudgetGauges(budgets or dict))
@@ -231,6 +237,11 @@ class _EngineGauges:
                 labels=["model_name"],
             ),
         }
+        per_replica = GaugeMetricFamily(
+            "llmos:replica_num_requests",
+            "Requests running plus waiting on each engine replica (llmos serve --ray).",
+            labels=["model_name", "replica"],
+        )
         for name, engine in self.engines().items():
             try:
                 stats = engine.stats()
@@ -238,7 +249,11 @@ class _EngineGauges:
                 continue
             for key, family in families.items():
                 family.add_metric([name], float(getattr(stats, key, 0.0)))
+            for replica, report in getattr(engine, "replicas", {}).items():  # Ray-served models only
+                load = report.get("num_running", 0) + report.get("num_waiting", 0)
+                per_replica.add_metric([name, replica], float(load))
         yield from families.values()
+        yield per_replica
 
 
 class _BudgetGauges:

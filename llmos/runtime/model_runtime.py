@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,7 @@ class ModelRuntime:
     path: Path
     manifest: Manifest | None  # the registered base's; None for a folder loaded by path
     tokenizer: TextTokenizer
-    engine: AsyncEngine
+    engine: AsyncEngine  # or, served on Ray, a client with its interface (``EngineClient``)
     max_model_len: int
     load_seconds: float
     adapters: list[str] = field(default_factory=list)  # refs of the LoRA adapters merged in
@@ -157,9 +158,18 @@ def resolve_model_dir(
 
 
 def load_runtime(
-    ref: str | Path, settings: Settings, *, verify: bool = True, allow_path: bool = True
+    ref: str | Path,
+    settings: Settings,
+    *,
+    verify: bool = True,
+    allow_path: bool = True,
+    remote_engine: Callable[[int], Any] | None = None,
 ) -> ModelRuntime:
-    """Load a model for inference. Raises ModelNotFound, CorruptArtifact, InvalidModelFile."""
+    """Load a model for inference. Raises ModelNotFound, CorruptArtifact, InvalidModelFile.
+
+    ``remote_engine``: the engine runs elsewhere (Ray Serve replicas); called with the context
+    length, it returns the ``EngineClient`` to use, and no weights load here.
+    """
     start = time.perf_counter()
     resolved = resolve_model(ref, settings, verify, allow_path)
     name, path, manifest = resolved.name, resolved.path, resolved.manifest
@@ -210,7 +220,10 @@ def load_runtime(
                     merge_into(model.hf, adapter)
         return Engine(model, engine_config, getattr(model, "vocab_size", None), structured_output)
 
-    engine = AsyncEngine(build_engine, tokenizer, tokenizer.eos_token_ids)
+    if remote_engine is not None:
+        engine = remote_engine(engine_config.max_model_len)
+    else:
+        engine = AsyncEngine(build_engine, tokenizer, tokenizer.eos_token_ids)
     seconds = time.perf_counter() - start
     dtype = str(engine_config.dtype).removeprefix("torch.")
     logger.info("loaded %s in %.1fs (%s, %s, quantization=%s)", name, seconds, dtype, device, quantization)

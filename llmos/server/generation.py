@@ -34,7 +34,7 @@ class Generation:
         self.metrics = metrics
         try:
             for p in params:
-                runtime.engine.engine.check_request(prompt_ids, p)
+                runtime.engine.check_request(prompt_ids, p)
         except LLMOSError as exc:
             reason = "context_length" if isinstance(exc, ContextOverflow) else "invalid_request"
             metrics.reject(runtime.name, reason)

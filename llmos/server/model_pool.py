@@ -15,7 +15,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,8 +111,15 @@ class Lease:
 
 
 class ModelPool:
-    def __init__(self, settings: Settings, metrics: Any = None):
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Any = None,
+        loader: Callable[[str, Settings], Runtime] | None = None,
+    ):
+        """``loader`` loads a model instead of ``load_any_runtime`` (``llmos serve --ray``)."""
         self.settings = settings
+        self.loader = loader
         self.metrics = metrics  # ServerMetrics, or None outside the server
         self.entries: dict[str, PoolEntry] = {}  # canonical "name:version" -> entry
         self.names: dict[str, str] = {}  # any name a client used -> canonical
@@ -168,10 +175,15 @@ class ModelPool:
             return entry
 
     def _load_runtime(self, ref: str) -> Runtime:
-        runtime = load_any_runtime(ref, self.settings, allow_path=False)
-        if isinstance(runtime, ModelRuntime) and runtime.engine.engine.structured_output is not None:
+        if self.loader is not None:
+            runtime = self.loader(ref, self.settings)
+        else:
+            runtime = load_any_runtime(ref, self.settings, allow_path=False)
+        # a generation engine in this process (not an embedding model, nor replicas on Ray)
+        engine = getattr(runtime.engine, "engine", None) if isinstance(runtime, ModelRuntime) else None
+        if engine is not None and engine.structured_output is not None:
             # Convert the vocabulary for grammars now, not inside the first guided request.
-            backend = runtime.engine.engine.structured_output
+            backend = engine.structured_output
 
             def warm() -> None:
                 try:
