@@ -85,6 +85,7 @@ class RequestOutput:
     error: str | None = None
     prompt_logprobs: list[TokenLogprob | None] | None = None  # in the first output only
     queue_seconds: float | None = None  # arrival to first scheduled
+    error_code: str | None = None  # with ``error``: the API error code it maps to (else generation_failed)
 
     @property
     def finished(self) -> bool:

@@ -57,6 +57,8 @@ class RequestRecord:
     output_text: str | None = None
     priority: int = 0  # the engine's: 0 interactive, higher for a batch job's lines
     batch_id: str | None = None  # the batch a line of which this request is
+    replica: str | None = None  # scaled out (``serve --ray``): the replica that served it
+    route_reason: str | None = None  # and why the router chose it (``routing.Decision.reason``)
 
     @property
     def finish_reason(self) -> str | None:
@@ -105,7 +107,8 @@ class RequestRecord:
             self.first_token = min(first_token, self.first_token or first_token)
 
     def to_log(self) -> dict[str, Any]:
-        """The access-log line (``ACCESS_LOG_SCHEMA``); prompt and output only when they were kept."""
+        """The access-log line (``ACCESS_LOG_SCHEMA``); the replica and route reason only when scaled
+        out, prompt and output only when they were kept."""
         line: dict[str, Any] = {
             "time": self.started_at.isoformat(timespec="milliseconds"),
             "request_id": self.request_id,
@@ -124,6 +127,9 @@ class RequestRecord:
             "finish_reason": self.finish_reason,
             "guardrail_actions": list(self.guardrail_actions),
         }
+        if self.replica is not None:
+            line["replica"] = self.replica
+            line["route_reason"] = self.route_reason
         if self.prompt_text is not None:
             line["prompt"] = self.prompt_text
         if self.output_text is not None:
@@ -192,6 +198,8 @@ ACCESS_LOG_SCHEMA: dict[str, Any] = {
         "e2e_ms": _NULLABLE_NUMBER,
         "finish_reason": _NULLABLE_STRING,
         "guardrail_actions": {"type": "array", "items": {"type": "string"}},
+        "replica": {"type": "string"},
+        "route_reason": {"type": "string"},
         "prompt": {"type": "string"},
         "output": {"type": "string"},
     },

@@ -36,6 +36,3 @@ class RoutingLedger:
 
 
 LEDGER = RoutingLedger()
-
-
-LEDGER = RoutingLedger()

@@ -26,7 +26,8 @@ from llmos.config import Settings
 from llmos.engine.engine import EngineStats
 from llmos.engine.outputs import RequestOutput, TokenLogprob
 from llmos.engine.sampling_params import SamplingParams
-from llmos.errors import EngineDead
+from llmos.errors import EngineDead, ReplicaFailed
+from llmos.monitor.requests import current_request
 from llmos.runtime.model_runtime import ModelRuntime, load_runtime
 from llmos.scaleout import ledger
 from llmos.scaleout.routing import Decision
@@ -94,6 +95,11 @@ class ScaleConfig:
     policy: str = "least_loaded"
     num_cpus: float = 1.0  # per replica
     target_ongoing_requests: float = 4.0
+    # how fast autoscaling reacts (Ray Serve's defaults; a test shortens them)
+    upscale_delay_s: float = 30.0
+    downscale_delay_s: float = 600.0
+    look_back_period_s: float = 30.0
+    metrics_interval_s: float = 10.0
     # the Serve application (default "llmos-MODEL"); a process keeps one router per application,
     # with the request_router_kwargs it first saw, so a redeploy with another policy needs another
     app: str | None = None
@@ -126,6 +132,10 @@ def deploy(model: str, settings: Settings, scale: ScaleConfig) -> DeploymentHand
             min_replicas=scale.min_replicas or 1,
             max_replicas=scale.max_replicas or 1,
             target_ongoing_requests=scale.target_ongoing_requests,
+            upscale_delay_s=scale.upscale_delay_s,
+            downscale_delay_s=scale.downscale_delay_s,
+            look_back_period_s=scale.look_back_period_s,
+            metrics_interval_s=scale.metrics_interval_s,
         )
     else:
         options["num_replicas"] = scale.num_replicas
@@ -258,7 +268,16 @@ class RayEngineClient:
                     continue
                 message = f"The replica serving this request failed ({type(exc).__name__}); retry it."
                 yield RequestOutput(
-                    request_id, "", [], None, "error", None, len(prompt_token_ids), 0, error=message
+                    request_id,
+                    "",
+                    [],
+                    None,
+                    "error",
+                    None,
+                    len(prompt_token_ids),
+                    0,
+                    error=message,
+                    error_code=ReplicaFailed.code,
                 )
                 return
             finally:
@@ -267,8 +286,14 @@ class RayEngineClient:
                     stream.cancel()
 
     def _count_route(self, request_id: str) -> None:
+        """The request's first output came: count its routing decision and put it in the log."""
         decision = ledger.LEDGER.pop(request_id)
-        if decision is not None and self.on_route is not None:
+        if decision is None:
+            return
+        record = current_request()
+        if record is not None:
+            record.replica, record.route_reason = decision.replica_id, decision.reason
+        if self.on_route is not None:
             self.on_route(decision)
 
     def stream(self, prompt_token_ids: list[int], params: SamplingParams) -> Iterator[RequestOutput]:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from llmos.engine.outputs import Completion, RequestOutput
 from llmos.engine.sampling_params import SamplingParams
-from llmos.errors import ContextOverflow, GenerationFailed, LLMOSError, RequestTimeout
+from llmos.errors import ContextOverflow, GenerationFailed, LLMOSError, ReplicaFailed, RequestTimeout
 from llmos.monitor.metrics import RequestClock, ServerMetrics
 from llmos.monitor.requests import current_request
 from llmos.runtime.model_runtime import ModelRuntime
@@ -83,6 +83,8 @@ class Generation:
                     finals[index] = out
                     clocks[index].finish(out.finish_reason, out.queue_seconds)
                 if out.finish_reason == "error":
+                    if out.error_code == ReplicaFailed.code:
+                        raise ReplicaFailed(out.error or "The replica serving this request failed.")
                     raise GenerationFailed.because(out.error)
                 yield item
         finally:
