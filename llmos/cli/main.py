@@ -78,13 +78,16 @@ def serve(
     ray_address: str = typer.Option(
         None,
         "--ray",
-        help="Serve models on Ray Serve replicas: a Ray address (ray://head:10001), or 'local'.",
+        help="Serve models on Ray Serve replicas: a cluster's GCS address (HEAD:6379), or 'local'.",
     ),
     replicas: int = typer.Option(1, help="With --ray: engine replicas per model."),
     min_replicas: int = typer.Option(None, help="With --ray: autoscale from this many replicas..."),
     max_replicas: int = typer.Option(None, help="...up to this many (on requests in flight per replica)."),
     route: str = typer.Option("least_loaded", help="With --ray: least_loaded, prefix or p2c."),
     replica_cpus: float = typer.Option(1.0, help="With --ray: CPUs Ray reserves per replica."),
+    target_requests: float = typer.Option(
+        4.0, help="With --min/--max-replicas: requests in flight per replica the autoscaler aims at."
+    ),
 ) -> None:
     """Start the OpenAI-compatible HTTP server (and the native /api model routes).
 
@@ -120,7 +123,9 @@ def serve(
     if ray_address:
         from llmos.cli.ray_serve import ray_loader
 
-        pool.loader = ray_loader(ray_address, pool, replicas, min_replicas, max_replicas, route, replica_cpus)
+        pool.loader = ray_loader(
+            ray_address, pool, replicas, min_replicas, max_replicas, route, replica_cpus, target_requests
+        )
     server_ = DrainingServer(create_app(settings, pool, preload=model), settings, pool)
     loading = f" (loading {', '.join(model)} in the background)" if model else ""
     url = f"http://{settings.host}:{settings.port}"

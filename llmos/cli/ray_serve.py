@@ -19,6 +19,7 @@ def ray_loader(
     max_replicas: int | None,
     policy: str,
     num_cpus: float,
+    target_requests: float = 4.0,
 ) -> Callable[[str, Settings], ModelRuntime]:
     """The pool's loader for Ray: ``address`` is a cluster's GCS address (HOST:6379, or "auto"),
     or "local" to start a Ray in this process (dashboard off, a small object store). Raises
@@ -41,7 +42,9 @@ def ray_loader(
         ray.init(include_dashboard=False, object_store_memory=100 << 20, log_to_driver=False)
     else:
         ray.init(address=address, log_to_driver=False)
-    scale = ScaleConfig(num_replicas, min_replicas, max_replicas, policy, num_cpus)
+    if target_requests <= 0:
+        raise InvalidRequest(f"--target-requests {target_requests:g}: give a number above 0")
+    scale = ScaleConfig(num_replicas, min_replicas, max_replicas, policy, num_cpus, target_requests)
 
     def count(decision: Decision) -> None:
         if pool.metrics is not None:
