@@ -254,6 +254,48 @@ def test_completion_mode_shows_token_logprobs_on_hover(admin_tab: Tab) -> None:
     assert page.text_content(".answer") == "".join(tokens.all_text_contents())
 
 
+def test_structured_output_from_the_playground_is_enforced_by_the_server(admin_tab: Tab) -> None:
+    # a random-weight model only answers in shape because the server constrains every token
+    page = admin_tab.open("/ui/playground")
+    page.wait_for_selector("#model option[value=bpe]", state="attached")
+    page.select_option("#model", "bpe")  # byte-level BPE: it can spell any JSON
+    page.fill("#temperature", "1")
+    page.fill("#max_tokens", "16")
+    page.select_option("#structured", "choice")
+    page.fill("#structured-spec", "yes, no")
+    for i in range(3):
+        page.fill("#prompt", f"Is {i} even?")
+        page.click("#send")
+        page.wait_for_selector(
+            f"li.assistant:nth-of-type({2 * (i + 1)}) .answer[data-state=done]", state="attached"
+        )
+    answers = page.locator(".answer").all_text_contents()
+    assert len(answers) == 3 and set(answers) <= {"yes", "no"}, (answers, page.text_content("#play-status"))
+
+    page.click("#clear")
+    page.check("input[name=mode][value=completion]")
+    page.select_option("#structured", "json")
+    page.fill("#structured-spec", "{not json")  # refused in the page, nothing sent
+    page.fill("#prompt", "A person:")
+    page.click("#send")
+    assert "not valid JSON" in page.text_content("#play-status")
+    assert page.locator(".answer").count() == 0 and page.input_value("#prompt") == "A person:"
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 8}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
+    page.fill("#structured-spec", json.dumps(schema))
+    page.fill("#max_tokens", "200")
+    page.click("#send")
+    page.wait_for_selector(".answer[data-state=done]", state="attached", timeout=30_000)
+    person = json.loads(page.text_content(".answer") or "")
+    assert set(person) == {"name", "age"} and isinstance(person["age"], int), person
+    assert page.text_content("#play-status") == "The answer is valid JSON."
+    page.screenshot(path=str(_screenshot_dir() / "playground-structured.png"))
+
+
 def test_a_model_is_loaded_and_unloaded_from_the_models_page(admin_tab: Tab) -> None:
     server = admin_tab.server
     assert not any(name.startswith("spare") for name in server.loaded())

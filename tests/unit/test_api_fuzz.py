@@ -18,6 +18,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import response_schema_conformance
 from schemathesis.core.failures import FailureGroup
+
+# Imported here, at collection, rather than lazily inside the fixture: pytest rewrites
+# schemathesis's modules on import, and CPython 3.11.7's ast.parse can fail there with
+# "AST constructor recursion depth mismatch" when a late import happens deep in a stack.
+from schemathesis.specs.openapi import schemas as _openapi_schemas  # noqa: F401
 from tiny_models import build_tiny_chat_folder
 
 from llmos.config import Settings

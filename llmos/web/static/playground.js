@@ -1,6 +1,8 @@
 // Playground: chat (/v1/chat/completions) or completion (/v1/completions) with stream: true. The
 // SSE body is read as it arrives and each token is appended to the answer; with "logprobs" on,
 // each token is its own span whose title lists the top 5 alternatives (shown on hover / focus).
+// "Structured output" sends vLLM's structured_outputs (a JSON schema, a regex or a list of choices),
+// which the server enforces token by token; a JSON answer is then checked in the page.
 "use strict";
 Console.onReady(() => {
   const { el, t } = Console;
@@ -27,6 +29,8 @@ Console.onReady(() => {
     };
     const stop = $("stop").value.split(",").map((s) => s.trim()).filter(Boolean);
     if (stop.length) body.stop = stop;
+    const structured = structuredOutputs();
+    if (structured) body.structured_outputs = structured;
     const withLogprobs = $("logprobs").checked;
     if (mode() === "chat") {
       body.messages = history.concat([{ role: "user", content: prompt }]);
@@ -37,6 +41,28 @@ Console.onReady(() => {
     if (withLogprobs) body.logprobs = 5;
     return ["/v1/completions", body];
   }
+
+  const PLACEHOLDERS = {
+    json: '{"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}',
+    regex: "[0-9]{3}-[0-9]{4}",
+    choice: "yes, no",
+  };
+  function structuredOutputs() {
+    const kind = $("structured").value;
+    if (!kind) return null;
+    const spec = $("structured-spec").value.trim();
+    if (!spec) throw new Error(t("structured_empty"));
+    if (kind === "json") {
+      try { return { json: JSON.parse(spec) }; } catch (err) { throw new Error(t("structured_bad_json") + " " + err.message); }
+    }
+    if (kind === "choice") return { choice: spec.split(/[,\n]/).map((c) => c.trim()).filter(Boolean) };
+    return { regex: spec };
+  }
+  $("structured").addEventListener("change", () => {
+    const kind = $("structured").value;
+    $("structured-spec").hidden = !kind;
+    $("structured-spec").placeholder = PLACEHOLDERS[kind] || "";
+  });
 
   // [{token, logprob, top: [[token, logprob], ...]}] of one chunk's choice, chat or completion.
   function tokenLogprobs(choice) {
@@ -55,7 +81,13 @@ Console.onReady(() => {
   }
 
   async function send(prompt) {
-    const [path, body] = request(prompt);
+    let path, body;
+    try {
+      [path, body] = request(prompt);
+    } catch (err) {
+      $("play-status").textContent = String(err);
+      return false;
+    }
     $("transcript").append(el("li", { class: "user" }, [el("span", { class: "who", text: t("you") }), el("p", { text: prompt })]));
     const answer = el("p", { class: "answer", "data-state": "streaming" });
     $("transcript").append(el("li", { class: "assistant" }, [el("span", { class: "who", text: body.model }), answer]));
@@ -95,6 +127,11 @@ Console.onReady(() => {
         }
       }
       $("play-status").textContent = "";
+      if (body.structured_outputs && body.structured_outputs.json) {
+        let valid = true;
+        try { JSON.parse(text); } catch (err) { valid = false; }
+        $("play-status").textContent = valid ? t("structured_valid_json") : t("structured_invalid_json");
+      }
     } catch (err) {
       $("play-status").textContent = err.name === "AbortError" ? t("stopped") : String(err);
     } finally {
@@ -103,14 +140,14 @@ Console.onReady(() => {
       controller = null;
     }
     if (mode() === "chat") history.push({ role: "user", content: prompt }, { role: "assistant", content: text });
+    return true;
   }
 
   $("play-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const prompt = $("prompt").value;
     if (!prompt.trim()) return;
-    $("prompt").value = "";
-    send(prompt);
+    send(prompt).then((sent) => { if (sent) $("prompt").value = ""; });
   });
   $("prompt").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("play-form").requestSubmit();
