@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -16,6 +16,9 @@ from llmos.config import Settings
 from llmos.errors import ModelNotFound
 from llmos.store.db import Store
 from llmos.store.evaluations import EvalResultRow
+
+if TYPE_CHECKING:
+    from llmos.registry.model_version import ModelVersion
 
 
 @dataclass(slots=True)
@@ -112,3 +115,27 @@ def compare(store: ResultStore, ref_a: str, ref_b: str) -> list[dict[str, Any]]:
             delta = vb - va if va is not None and vb is not None else None
             rows.append({"suite": key[0], "task": key[1], "metric": metric, "a": va, "b": vb, "delta": delta})
     return rows
+
+
+VOTE_SUITE, VOTE_TASK = "playground", "vote"
+
+
+def record_vote(
+    store: ResultStore, versions: tuple[ModelVersion, ModelVersion], winner: str, prompt: str
+) -> list[EvalResult]:
+    """Store a person's preference between two versions' answers to ``prompt`` (``winner``: "a",
+    "b" or "tie") as one ``playground``/``vote`` result per version: ``win`` 1, 0 or 0.5 for this
+    vote, and the version's running ``wins``, ``votes`` and ``win_rate`` over all its votes."""
+    score = {"a": (1.0, 0.0), "b": (0.0, 1.0), "tie": (0.5, 0.5)}[winner]
+    prompt_hash = "sha256:" + hashlib.sha256(prompt.encode()).hexdigest()
+    results = []
+    for mv, other, win in ((versions[0], versions[1], score[0]), (versions[1], versions[0], score[1])):
+        past = [r for r in store.for_model(mv.ref) if (r.suite, r.task) == (VOTE_SUITE, VOTE_TASK)]
+        wins = sum(float(r.metrics.get("win", 0.0)) for r in past) + win
+        votes = len(past) + 1
+        metrics = {"win": win, "wins": wins, "votes": votes, "win_rate": round(wins / votes, 4)}
+        settings = {"opponent": other.ref, "winner": winner, "prompt": prompt[:2000]}
+        result = EvalResult(mv.ref, mv.digest, VOTE_SUITE, prompt_hash, VOTE_TASK, metrics, settings)
+        store.add(result)
+        results.append(result)
+    return results

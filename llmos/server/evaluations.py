@@ -1,16 +1,19 @@
-"""Stored evaluation results over HTTP, read-only (``/api/evaluations``): every result or one model
-version's, and two versions side by side with deltas. They are what ``llmos eval`` wrote; these
-routes never recompute (``llmos.evaluate.results``)."""
+"""Stored evaluation results over HTTP (``/api/evaluations``): every result or one model version's,
+and two versions side by side with deltas — what ``llmos eval`` wrote; these routes never recompute
+(``llmos.evaluate.results``). ``POST /api/evaluations/votes`` stores a person's preference between
+two models' answers to one prompt (the console Playground's side-by-side vote) as results too."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
 
-from llmos.evaluate.results import ResultStore, compare
-from llmos.server.auth import requires
+from llmos.evaluate.results import ResultStore, compare, record_vote
+from llmos.registry import Registry
+from llmos.server.auth import check_model, requires
 
 router = APIRouter(prefix="/api/evaluations", tags=["evaluation"])
 
@@ -35,3 +38,35 @@ async def compare_results(
     (delta = b - a); 404 when either has none."""
     rows = await asyncio.to_thread(compare, _results(request), a, b)
     return {"a": a, "b": b, "rows": rows}
+
+
+class VoteRequest(BaseModel):
+    """Body of POST /api/evaluations/votes: which of two models answered ``prompt`` better."""
+
+    a: str = Field(min_length=1, max_length=256, description="model ref of answer A")
+    b: str = Field(min_length=1, max_length=256, description="model ref of answer B")
+    winner: Literal["a", "b", "tie"]
+    prompt: str = Field(min_length=1, max_length=20_000)
+
+
+@router.post("/votes", status_code=201, **requires("eval"))
+async def vote(request: Request, body: VoteRequest) -> dict[str, Any]:
+    """Store the vote as one ``playground``/``vote`` result per model (``win`` 1, 0 or 0.5, with
+    the model's running ``wins``, ``votes`` and ``win_rate``); 404 for an unknown model."""
+    for ref in (body.a, body.b):
+        check_model(request, ref)
+
+    def work() -> list[dict[str, Any]]:
+        registry = Registry(request.app.state.settings, recover=False)
+        try:
+            versions = registry.resolve(body.a), registry.resolve(body.b)
+        finally:
+            registry.close()
+        store = _results(request)
+        try:
+            return [r.to_dict() for r in record_vote(store, versions, body.winner, body.prompt)]
+        finally:
+            store.close()
+
+    results = await asyncio.to_thread(work)
+    return {"results": results}

@@ -296,6 +296,43 @@ def test_structured_output_from_the_playground_is_enforced_by_the_server(admin_t
     page.screenshot(path=str(_screenshot_dir() / "playground-structured.png"))
 
 
+def test_two_models_answer_side_by_side_and_the_vote_is_stored_as_a_result(admin_tab: Tab) -> None:
+    client = openai.OpenAI(base_url=admin_tab.server.url + "/v1", api_key=ADMIN)
+    params = {"temperature": 0, "top_p": 1, "max_tokens": 8}
+
+    def answer(model: str, prompt: str) -> str:
+        messages = [{"role": "user", "content": prompt}]
+        reply = client.chat.completions.create(model=model, messages=messages, **params)
+        return reply.choices[0].message.content or ""
+
+    prompt = next((p for p in PROMPTS if answer("tiny", p).strip()), PROMPTS[0])
+    expected = [answer(m, prompt) for m in ("tiny", "bpe")]
+    page = admin_tab.open("/ui/playground")
+    page.wait_for_selector("#model option[value=bpe]", state="attached")
+    page.check("#compare")
+    page.select_option("#model", "tiny")
+    page.select_option("#model-b", "bpe")
+    for field, value in params.items():
+        page.fill(f"#{field}", str(value))
+    page.fill("#prompt", prompt)
+    page.click("#send")
+    page.wait_for_selector("li.pair button[data-vote=b]", timeout=30_000)
+    assert page.locator("li.pair .answer").all_text_contents() == expected  # each model's own answer
+    page.click("li.pair button[data-vote=b]")
+    page.wait_for_selector("li.pair [data-state=voted]")
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    for ref, win in (("tiny:1", 0.0), ("bpe:1", 1.0)):
+        results = httpx.get(f"{admin_tab.server.url}/api/evaluations", params={"model": ref}, headers=headers)
+        votes = [r for r in results.json()["results"] if (r["suite"], r["task"]) == ("playground", "vote")]
+        assert votes[-1]["metrics"]["win"] == win and votes[-1]["settings"]["prompt"] == prompt, votes
+    assert "Vote stored" in page.text_content("li.pair [data-state=voted]")
+    page.screenshot(path=str(_screenshot_dir() / "playground-side-by-side.png"))
+    # an unknown model in a vote is a 404, not a stored result
+    bad = {"a": "tiny", "b": "nope", "winner": "a", "prompt": "x"}
+    response = httpx.post(f"{admin_tab.server.url}/api/evaluations/votes", json=bad, headers=headers)
+    assert response.status_code == 404 and "nope" in response.json()["error"]["message"]
+
+
 def test_a_model_is_loaded_and_unloaded_from_the_models_page(admin_tab: Tab) -> None:
     server = admin_tab.server
     assert not any(name.startswith("spare") for name in server.loaded())

@@ -13,7 +13,7 @@ Console.onReady(() => {
   async function models() {
     try {
       const data = await Console.json("/v1/models");
-      $("model").replaceChildren(...data.data.map((m) => el("option", { value: m.id, text: m.id })));
+      for (const id of ["model", "model-b"]) $(id).replaceChildren(...data.data.map((m) => el("option", { value: m.id, text: m.id })));
     } catch (err) {
       $("play-status").textContent = String(err);
     }
@@ -58,6 +58,7 @@ Console.onReady(() => {
     if (kind === "choice") return { choice: spec.split(/[,\n]/).map((c) => c.trim()).filter(Boolean) };
     return { regex: spec };
   }
+  $("compare").addEventListener("change", () => { $("model-b").hidden = !$("compare").checked; });
   $("structured").addEventListener("change", () => {
     const kind = $("structured").value;
     $("structured-spec").hidden = !kind;
@@ -80,23 +81,11 @@ Console.onReady(() => {
     answer.append(el("span", { class: "token", tabindex: "0", title, text }));
   }
 
-  async function send(prompt) {
-    let path, body;
-    try {
-      [path, body] = request(prompt);
-    } catch (err) {
-      $("play-status").textContent = String(err);
-      return false;
-    }
-    $("transcript").append(el("li", { class: "user" }, [el("span", { class: "who", text: t("you") }), el("p", { text: prompt })]));
-    const answer = el("p", { class: "answer", "data-state": "streaming" });
-    $("transcript").append(el("li", { class: "assistant" }, [el("span", { class: "who", text: body.model }), answer]));
-    $("send").disabled = true; $("stop-button").disabled = false;
-    $("play-status").textContent = t("generating");
-    controller = new AbortController();
+  // Stream one request's answer into the element `answer`; resolves to the whole text.
+  async function streamInto(path, body, answer, signal) {
     let text = "";
     try {
-      const response = await Console.api(path, { method: "POST", json: body, signal: controller.signal });
+      const response = await Console.api(path, { method: "POST", json: body, signal });
       if (!response.ok) {
         const data = await response.json().catch(() => ({}));
         throw new Error(response.status + ": " + ((data.error && data.error.message) || response.statusText));
@@ -126,6 +115,40 @@ Console.onReady(() => {
           }
         }
       }
+    } finally {
+      answer.dataset.state = "done";
+    }
+    return text;
+  }
+
+  function turn(prompt) {
+    $("transcript").append(el("li", { class: "user" }, [el("span", { class: "who", text: t("you") }), el("p", { text: prompt })]));
+  }
+  function busy(on) {
+    $("send").disabled = on; $("stop-button").disabled = !on;
+    $("play-status").textContent = on ? t("generating") : "";
+    controller = on ? new AbortController() : null;
+  }
+  function failed(err) {
+    $("play-status").textContent = err.name === "AbortError" ? t("stopped") : String(err);
+  }
+
+  async function send(prompt) {
+    let path, body;
+    try {
+      [path, body] = request(prompt);
+    } catch (err) {
+      $("play-status").textContent = String(err);
+      return false;
+    }
+    if ($("compare").checked) return sendSideBySide(prompt, path, body);
+    turn(prompt);
+    const answer = el("p", { class: "answer", "data-state": "streaming" });
+    $("transcript").append(el("li", { class: "assistant" }, [el("span", { class: "who", text: body.model }), answer]));
+    busy(true);
+    let text = "";
+    try {
+      text = await streamInto(path, body, answer, controller.signal);
       $("play-status").textContent = "";
       if (body.structured_outputs && body.structured_outputs.json) {
         let valid = true;
@@ -133,14 +156,59 @@ Console.onReady(() => {
         $("play-status").textContent = valid ? t("structured_valid_json") : t("structured_invalid_json");
       }
     } catch (err) {
-      $("play-status").textContent = err.name === "AbortError" ? t("stopped") : String(err);
+      failed(err);
     } finally {
-      answer.dataset.state = "done";
       $("send").disabled = false; $("stop-button").disabled = true;
       controller = null;
     }
     if (mode() === "chat") history.push({ role: "user", content: prompt }, { role: "assistant", content: text });
     return true;
+  }
+
+  // Side by side: the same request to two models at once (one turn each, no history), then a vote
+  // that POST /api/evaluations/votes stores as an evaluation result of each model.
+  async function sendSideBySide(prompt, path, body) {
+    const models = [$("model").value, $("model-b").value];
+    turn(prompt);
+    const answers = models.map(() => el("p", { class: "answer", "data-state": "streaming" }));
+    const columns = models.map((m, i) => el("div", { class: "side" }, [el("span", { class: "who", text: (i ? "B · " : "A · ") + m }), answers[i]]));
+    const votes = el("div", { class: "row vote", hidden: "" });
+    $("transcript").append(el("li", { class: "assistant pair" }, [el("div", { class: "sides" }, columns), votes]));
+    busy(true);
+    try {
+      const messages = [{ role: "user", content: prompt }];
+      await Promise.all(models.map((model, i) => {
+        const one = { ...body, model };
+        if (one.messages) one.messages = messages;
+        return streamInto(path, one, answers[i], controller.signal);
+      }));
+      $("play-status").textContent = "";
+      for (const [winner, label] of [["a", t("vote_a")], ["tie", t("vote_tie")], ["b", t("vote_b")]]) {
+        const button = el("button", { type: "button", "data-vote": winner, text: label });
+        button.addEventListener("click", () => vote(votes, models, winner, prompt));
+        votes.append(button);
+      }
+      votes.hidden = false;
+    } catch (err) {
+      failed(err);
+    } finally {
+      $("send").disabled = false; $("stop-button").disabled = true;
+      controller = null;
+    }
+    return true;
+  }
+
+  async function vote(votes, models, winner, prompt) {
+    for (const button of votes.querySelectorAll("button")) button.disabled = true;
+    try {
+      const stored = await Console.json("/api/evaluations/votes", { method: "POST", json: { a: models[0], b: models[1], winner, prompt } });
+      const [a, b] = stored.results;
+      votes.append(el("span", { class: "muted", "data-state": "voted", text: t("vote_stored") + " " +
+        a.model_ref + " " + Math.round(a.metrics.win_rate * 100) + "% · " + b.model_ref + " " + Math.round(b.metrics.win_rate * 100) + "%" }));
+    } catch (err) {
+      for (const button of votes.querySelectorAll("button")) button.disabled = false;
+      $("play-status").textContent = String(err);
+    }
   }
 
   $("play-form").addEventListener("submit", (event) => {
