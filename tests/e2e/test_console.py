@@ -719,8 +719,11 @@ def test_two_model_versions_are_compared_with_the_deltas_the_api_gives(admin_tab
         "#compare-rows tr", "rows => rows.map(r => [...r.children].map(td => td.textContent))"
     )
 
-    def fmt(v: float | None, sign: bool = False) -> str:
-        return "–" if v is None else ("+" if sign and v > 0 else "") + f"{v:.4f}"
+    def fmt(v: float | None, sign: bool = False) -> str:  # the page's rule: whole numbers plain
+        if v is None:
+            return "–"
+        shown = f"{v:g}" if abs(v) >= 1000 or float(v).is_integer() else f"{v:.4f}"
+        return ("+" if sign and v > 0 else "") + shown
 
     assert shown == [
         [r["suite"], r["task"], r["metric"], fmt(r["a"]), fmt(r["b"]), fmt(r["delta"], sign=True)]
@@ -730,7 +733,8 @@ def test_two_model_versions_are_compared_with_the_deltas_the_api_gives(admin_tab
     verdicts = page.eval_on_selector_all(
         "#compare-rows tr", "rows => rows.map(r => [r.dataset.metric, r.querySelector('.delta').className])"
     )
-    assert dict(verdicts) == {
+    # (tiny:1 may also hold the side-by-side test's playground/vote results: one side only)
+    assert {k: v for k, v in verdicts if not k.startswith("vote/")} == {
         "ppl/perplexity": "num delta",  # only one side has it
         "qa/exact_match": "num delta better",
         "qa/f1": "num delta worse",
