@@ -68,7 +68,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     finally:
         proc.terminate()
         proc.wait(30)
-        ray.shutdown()  # the Serve controller and replicas go with it
+        # This process's Serve handles run routers on a thread of their own that pushes metrics
+        # every half second; left running past ray.shutdown() it logs a traceback each time for the
+        # rest of the session, and CPython 3.11's traceback carets (ast.parse) racing other
+        # threads' parsing broke a later test. serve.shutdown() stops the cached handles first.
+        serve.shutdown()
+        ray.shutdown()
 
 
 def _generate(prompt: list[int], max_tokens: int = 4) -> list[dict]:
