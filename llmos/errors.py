@@ -99,19 +99,6 @@ class GenerationFailed(LLMOSError):
         return cls(f"Generation failed: {reason or 'the engine gave no reason'}")
 
 
-class ReplicaFailed(LLMOSError):
-    """The replica serving a scaled-out request died after it had started answering; another
-    replica can take the request again."""
-
-    status_code = 503
-    error_type = "server_error"
-    code = "replica_failed"
-
-    def __init__(self, message: str, *, retry_after: int | None = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 class Unauthorized(LLMOSError):
     """A missing or wrong API key."""
 
@@ -153,6 +140,13 @@ class ServiceUnavailable(LLMOSError):
     def __init__(self, message: str, *, retry_after: int | None = None, param: str | None = None) -> None:
         super().__init__(message, param=param)
         self.retry_after = retry_after
+
+
+class ReplicaFailed(ServiceUnavailable):
+    """The replica serving a scaled-out request died after it had started answering; another
+    replica can take the request again."""
+
+    code = "replica_failed"
 
 
 class DatasetNotFound(LLMOSError):

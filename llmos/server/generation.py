@@ -84,7 +84,7 @@ class Generation:
                     clocks[index].finish(out.finish_reason, out.queue_seconds)
                 if out.finish_reason == "error":
                     if out.error_code == ReplicaFailed.code:
-                        raise ReplicaFailed(out.error or "The replica serving this request failed.")
+                        raise ReplicaFailed(out.error or "The replica failed.", retry_after=1)
                     raise GenerationFailed.because(out.error)
                 yield item
         finally:
