@@ -111,7 +111,9 @@ def test_a_non_streaming_client_that_leaves_aborts_its_request(server: str) -> N
     body = {"model": "smollm2", "prompt": "Once upon a time", **LONG}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{server}/v1/completions", json=body, headers=AUTH, timeout=1.5)
-    assert _wait_idle(server, within=2.0) == 0
+    # 2,000 tokens take well over a minute here, so idle within 10 s means the request was aborted;
+    # a tighter bound failed once in CI with the machine loaded by the rest of the suite
+    assert _wait_idle(server, within=10.0) == 0
 
 
 def test_an_over_long_prompt_is_400_with_the_numbers(server: str) -> None:

@@ -129,11 +129,15 @@ def test_a_two_process_torchrun_job_matches_one_process(setup: tuple[Settings, P
         done = _wait(jobs, job, timeout=180)
         assert done.status == "succeeded", (jobs.job_dir(job.id) / "train.log").read_text()[-3000:]
     # the same arithmetic in another order (an all-reduce of two halves vs accumulating them, with
-    # whatever thread counts the two jobs get while they share 2 cores): equal within 0.1%; a run
-    # in the full suite drifted 5e-4 by step 6
-    assert [loss for _, loss in jobs.losses(ddp.id)] == pytest.approx(
-        [loss for _, loss in jobs.losses(single.id)], rel=1e-3
-    )
+    # whatever thread counts the two jobs get while they share 2 cores), so the rounding differences
+    # compound step by step: CI drifted 1.5e-3 by step 6. The first updates match within 0.1%, every
+    # step within 0.5% — a rank that trained on its half alone is off by far more from step 2 on
+    # (test_trainer's DDP test holds the in-process version to 1e-4)
+    ddp_losses = [loss for _, loss in jobs.losses(ddp.id)]
+    single_losses = [loss for _, loss in jobs.losses(single.id)]
+    assert len(ddp_losses) == len(single_losses) == 6
+    assert ddp_losses[:3] == pytest.approx(single_losses[:3], rel=1e-3)
+    assert ddp_losses == pytest.approx(single_losses, rel=5e-3)
 
 
 def test_a_dataset_version_trains_into_a_registered_adapter(setup: tuple[Settings, Path]) -> None:
