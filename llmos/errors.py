@@ -181,6 +181,12 @@ class BatchNotFound(LLMOSError):
     code = "batch_not_found"
 
 
+class ResultNotFound(LLMOSError):
+    status_code = 404
+    error_type = "not_found_error"
+    code = "result_not_found"
+
+
 class Forbidden(LLMOSError):
     """A valid key that may not do this: a scope it lacks, or a model outside its allow-list."""
 

@@ -6,6 +6,7 @@ gold file (the shipped one by default) and scores it. Results are stored per mod
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,11 +84,12 @@ def _run(
 def _store(
     settings: Settings, result: dict[str, Any], digest: str | None, data: Path, options: dict[str, Any]
 ) -> None:
-    metrics = {k: v for k, v in result.items() if k not in ("model", "task", "predictions")}
+    metrics = {k: v for k, v in result.items() if k not in ("model", "task", "predictions", "examples")}
     store = ResultStore(settings)
     try:
         store.add(
-            EvalResult(result["model"], digest, "-", content_hash(data), result["task"], metrics, options)
+            EvalResult(result["model"], digest, "-", content_hash(data), result["task"], metrics, options),
+            result.get("examples"),
         )
     finally:
         store.close()
@@ -156,7 +158,7 @@ def evaluate(
     if as_json:
         print_json(result)
         return
-    hidden = ("model", "task", "predictions", "per_label")
+    hidden = ("model", "task", "predictions", "per_label", "examples")
     shown = [{"metric": k, "value": v} for k, v in result.items() if k not in hidden]
     console.print(f"{result['model']} · {task}")
     print_rows(shown, METRIC_COLUMNS)
@@ -177,8 +179,9 @@ def _run_suite(settings: Settings, ref: str, name: str, as_json: bool, limit: in
                     task = task.model_copy(update={"limit": min(limit, task.limit or limit)})
                 err_console.print(f"[dim]{suite.name}/{task.name} ({task.type}) on {model.name}[/dim]")
                 metrics, options = _suite_task(model, task, path.parent)
+                examples = metrics.pop("examples", None)
                 store.add(EvalResult(model.name, model.runtime.digest, suite.name,
-                                     content_hash(path), task.name, metrics, options))  # fmt: skip
+                                     content_hash(path), task.name, metrics, options), examples)  # fmt: skip
                 found.append({"task": task.name, "type": task.type, **metrics})
     finally:
         store.close()
@@ -252,12 +255,49 @@ def results(
         print_json([r.to_dict() for r in found])
         return
     columns = (
+        Column("ID", "id", justify="right"),
         Column("SUITE", "suite"),
         Column("TASK", "task"),
         Column("METRICS", lambda r: _metrics_text(r.metrics), no_wrap=False),
+        Column("EXAMPLES", lambda r: r.num_examples_stored or "-", justify="right"),
         Column("WHEN", lambda r: r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else None),
     )
     print_rows(found, columns, empty=f"[dim]No results for {ref} yet: `llmos eval {model} --task ...`[/dim]")
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+@eval_app.command("examples")
+@handles_errors
+def examples_cmd(
+    ctx: typer.Context,
+    result_id: int = typer.Argument(..., help="A result's ID (`llmos eval results MODEL` lists them)."),
+    order: str = typer.Option("position", "--order", help="position, worst (lowest score first) or best."),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000, help="Examples to show."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Examples to skip."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """One result's examples: each input, the model's prediction, the reference and its score."""
+    store = ResultStore(settings_of(ctx))
+    try:
+        result = store.get(result_id)
+        total, page = store.examples(result_id, offset=offset, limit=limit, order=order)
+    finally:
+        store.close()
+    if as_json:
+        print_json({"result": result.to_dict(), "total": total, "offset": offset, "examples": page})
+        return
+    console.print(f"{result.model_ref} · {result.suite}/{result.task} · {len(page)} of {total:,} examples")
+    columns = (
+        Column("#", "position", justify="right"),
+        Column("SCORE", lambda e: "-" if e["score"] is None else f"{e['score']:.3f}", justify="right"),
+        Column("INPUT", lambda e: _shown(e["input"])[:200], no_wrap=False),
+        Column("PREDICTION", lambda e: _shown(e["prediction"])[:200], no_wrap=False),
+        Column("REFERENCE", lambda e: _shown(e["reference"])[:200], no_wrap=False),
+    )
+    print_rows(page, columns, empty="[dim]No examples stored with this result (perplexity has none).[/dim]")
 
 
 @eval_app.command("compare")

@@ -1,6 +1,7 @@
 """Evaluation results stored per model version (ref + digest), with what was evaluated (suite or
-task, and the content hash of its data), the settings and the time. Manifests are immutable, so
-results live in their own table; ``compare`` reads them back and never recomputes."""
+task, and the content hash of its data), the settings and the time, and the examples behind each
+(input, prediction, reference, the example's score). Manifests are immutable, so results live in
+their own tables; ``compare`` reads them back and never recomputes."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import hashlib
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from llmos.config import Settings
-from llmos.errors import ModelNotFound
+from llmos.errors import InvalidRequest, ModelNotFound, ResultNotFound
 from llmos.store.db import Store
-from llmos.store.evaluations import EvalResultRow
+from llmos.store.evaluations import EvalExampleRow, EvalResultRow
 
 if TYPE_CHECKING:
     from llmos.registry.model_version import ModelVersion
@@ -31,11 +32,18 @@ class EvalResult:
     metrics: dict[str, Any]
     settings: dict[str, Any]
     created_at: datetime | None = None
+    id: int | None = None  # set once stored
+    num_examples_stored: int = 0  # per-example rows behind it (``ResultStore.examples``)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["created_at"] = self.created_at.isoformat() if self.created_at else None
         return data
+
+
+EXAMPLE_FIELDS = ("input", "prediction", "reference", "score")
+ExampleOrder = Literal["position", "worst", "best"]
+EXAMPLE_ORDERS: tuple[str, ...] = get_args(ExampleOrder)
 
 
 def content_hash(path: Path) -> str:
@@ -59,11 +67,53 @@ class ResultStore:
         """Release the database handle (others in the process keep theirs)."""
         self.store.close()
 
-    def add(self, result: EvalResult) -> None:
+    def add(self, result: EvalResult, examples: list[dict[str, Any]] | None = None) -> int:
+        """Store ``result`` and its ``examples`` ({input, prediction, reference, score}, in the
+        data's order) in one transaction; answers the result's id."""
         fields = result.to_dict()
-        fields.pop("created_at")
+        for derived in ("created_at", "id", "num_examples_stored"):
+            fields.pop(derived)
         with self.store.session() as session:
-            session.add(EvalResultRow(**fields))
+            row = EvalResultRow(**fields)
+            session.add(row)
+            session.flush()
+            session.add_all(
+                EvalExampleRow(result_id=row.id, position=i, **{k: e.get(k) for k in EXAMPLE_FIELDS})
+                for i, e in enumerate(examples or [])
+            )
+            return int(row.id)
+
+    def get(self, result_id: int) -> EvalResult:
+        """One stored result by id; raises ``ResultNotFound``."""
+        found = self._results(EvalResultRow.id == result_id)
+        if not found:
+            raise ResultNotFound(f"no evaluation result {result_id}; `llmos eval results` lists them")
+        return found[0]
+
+    def examples(
+        self, result_id: int, *, offset: int = 0, limit: int = 20, order: str = "position"
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """``(total, page)`` of a result's examples: by position in the data, or worst/best score
+        first (examples without a score last). Raises ``ResultNotFound``."""
+        if order not in EXAMPLE_ORDERS:
+            raise InvalidRequest(
+                f"unknown order {order!r}; use one of: {', '.join(EXAMPLE_ORDERS)}", param="order"
+            )
+        self.get(result_id)
+        unscored = EvalExampleRow.score.is_(None)
+        by = {
+            "position": (EvalExampleRow.position,),
+            "worst": (unscored, EvalExampleRow.score, EvalExampleRow.position),
+            "best": (unscored, EvalExampleRow.score.desc(), EvalExampleRow.position),
+        }[order]
+        where = EvalExampleRow.result_id == result_id
+        with self.store.session() as session:
+            total = session.scalar(select(func.count()).select_from(EvalExampleRow).where(where)) or 0
+            rows = session.scalars(
+                select(EvalExampleRow).where(where).order_by(*by).offset(offset).limit(limit)
+            )
+            page = [{"position": r.position, **{k: getattr(r, k) for k in EXAMPLE_FIELDS}} for r in rows]
+        return int(total), page
 
     def for_model(self, model_ref: str) -> list[EvalResult]:
         """Every stored result of one exact model ref, oldest first."""
@@ -74,9 +124,19 @@ class ResultStore:
         return self._results()
 
     def _results(self, *where: Any) -> list[EvalResult]:
-        query = select(EvalResultRow).where(*where).order_by(EvalResultRow.id)
+        counts = (
+            select(EvalExampleRow.result_id, func.count().label("n"))
+            .group_by(EvalExampleRow.result_id)
+            .subquery()
+        )
+        query = (
+            select(EvalResultRow, counts.c.n)
+            .outerjoin(counts, counts.c.result_id == EvalResultRow.id)
+            .where(*where)
+            .order_by(EvalResultRow.id)
+        )
         with self.store.session() as session:
-            rows = session.scalars(query).all()
+            rows = session.execute(query).all()
         return [
             EvalResult(
                 r.model_ref,
@@ -87,8 +147,10 @@ class ResultStore:
                 r.metrics,
                 r.settings,
                 r.created_at,
+                r.id,
+                n or 0,
             )  # fmt: skip
-            for r in rows
+            for r, n in rows
         ]
 
     def latest(self, model_ref: str) -> dict[tuple[str, str], EvalResult]:
@@ -136,6 +198,6 @@ def record_vote(
         metrics = {"win": win, "wins": wins, "votes": votes, "win_rate": round(wins / votes, 4)}
         settings = {"opponent": other.ref, "winner": winner, "prompt": prompt[:2000]}
         result = EvalResult(mv.ref, mv.digest, VOTE_SUITE, prompt_hash, VOTE_TASK, metrics, settings)
-        store.add(result)
+        result.id = store.add(result)
         results.append(result)
     return results

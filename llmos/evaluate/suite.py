@@ -105,7 +105,8 @@ def _text(path: Path) -> str:
 def run_task(
     model: Any, task: SuiteTask, base: Path, on_progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
-    """The metrics of one suite task (data resolved against ``base``, the suite's folder).
+    """The metrics of one suite task (data resolved against ``base``, the suite's folder), with
+    its per-example rows under ``examples`` where the task has them (not perplexity).
     ``on_progress(n)`` is told of each ``n`` items done, where the task runs item by item."""
     from llmos.evaluate.harness import loglikelihoods
 
@@ -130,7 +131,11 @@ def run_task(
         # the answer is the output's first line (the model may go on to invent the next question)
         first_lines = [(o.strip().splitlines() or [""])[0] for o in outputs]
         hits = [normalize(o) == normalize(r["answer"]) for o, r in zip(first_lines, rows, strict=True)]
-        return {"exact_match": sum(hits) / len(rows), "num_examples": len(rows)}
+        found = [
+            {"input": p, "prediction": o, "reference": r["answer"], "score": float(hit)}
+            for p, o, r, hit in zip(prompts, first_lines, rows, hits, strict=True)
+        ]
+        return {"exact_match": sum(hits) / len(rows), "num_examples": len(rows), "examples": found}
     scores = loglikelihoods(model, [(p, " " + label) for p in prompts for label in task.labels])
     num = len(task.labels)
     predicted = []
@@ -139,8 +144,13 @@ def run_task(
         predicted.append(task.labels[values.index(max(values))])
     gold = [row["label"] for row in rows]
     accuracy = sum(g == p for g, p in zip(gold, predicted, strict=True)) / len(rows)
+    found = [
+        {"input": p, "prediction": guess, "reference": g, "score": float(g == guess)}
+        for p, guess, g in zip(prompts, predicted, gold, strict=True)
+    ]
     return {
         "accuracy": accuracy,
         "macro_f1": macro_f1(gold, predicted, task.labels),
         "num_examples": len(rows),
+        "examples": found,
     }

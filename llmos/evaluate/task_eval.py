@@ -106,6 +106,36 @@ SCORERS: dict[str, Callable[[list[dict[str, Any]], list[dict[str, Any]]], dict[s
 }
 
 
+# each task's metric on one example alone: the per-example view's score (and its worst-first order)
+HEADLINE = {
+    "ner": "f1",
+    "pos": "upos_accuracy",
+    "sentiment": "accuracy",
+    "classify": "accuracy",
+    "qa": "f1",
+    "translate": "chrf",
+    "summarize": "rougeL",
+}
+
+
+def examples(task: str, rows: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One {input, prediction, reference, score} per row: the task's input fields, its output, the
+    gold field (or fields) and ``HEADLINE[task]`` of this row alone — an NER row with no entity
+    on either side is right (1.0), not the 0 of an empty F1."""
+    fields = GOLD_FIELDS[task]
+    found = []
+    for row, out in zip(rows, outputs, strict=True):
+        if task == "ner" and not row["entities"] and not out.get("entities"):
+            value = 1.0
+        else:
+            value = float(SCORERS[task]([row], [out])[HEADLINE[task]])
+        reference = row[fields[0]] if len(fields) == 1 else {f: row[f] for f in fields}
+        found.append(
+            {"input": task_input(task, row), "prediction": out, "reference": reference, "score": value}
+        )
+    return found
+
+
 def _group(task: str, row: dict[str, Any]) -> str | None:
     if task == "translate" and row.get("source"):
         return f"{row['source']}-{row['to']}"
@@ -137,8 +167,9 @@ def evaluate_task(
 ) -> dict[str, Any]:
     """Run ``task`` on the rows' inputs (greedy, in batches of ``BATCH``) through ``runtime`` (a
     ``ModelRuntime``) and score them. Returns the metrics (with ``task_spec_version``, the run's
-    health from ``task_metrics.run_stats`` and ``num_examples``) and ``predictions`` (the outputs).
-    ``on_progress(n)`` is called after each batch of ``n`` items."""
+    health from ``task_metrics.run_stats`` and ``num_examples``), ``predictions`` (the outputs) and
+    ``examples`` (``examples``: each row's input, output, gold and score). ``on_progress(n)`` is
+    called after each batch of ``n`` items."""
     from llmos.tasks import TASKS, run_task  # here, so `llmos eval results` starts without the engine
 
     results = []
@@ -157,4 +188,5 @@ def evaluate_task(
         "num_examples": len(rows),
         "task_spec_version": TASKS[task].version,
         "predictions": outputs,
+        "examples": examples(task, rows, outputs),
     }

@@ -1,6 +1,7 @@
-"""The dataset API under ``/api/datasets``: list, show, page through rows, profile, label rows (and
-take a label back), review labels, read labels, inter-annotator agreement and a new version from
-the labels — the same ``llmos.data`` SDK the CLI uses.
+"""The dataset API under ``/api/datasets``: list, show, page through rows, profile, clean and split
+into a new version, label rows (and take a label back), review labels, read labels,
+inter-annotator agreement and a new version from the labels — the same ``llmos.data`` SDK the CLI
+uses.
 
 Store work runs off the event loop; errors are ``llmos.errors`` classes, answered by the app's
 one error handler (bad names and values 400, unknown datasets 404).
@@ -9,12 +10,13 @@ one error handler (bad names and values 400, unknown datasets 404).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from llmos import data
+from llmos.data.cleaning import CleanOptions
 from llmos.data.version import STATUSES
 from llmos.server.auth import requires
 
@@ -36,6 +38,39 @@ class ApplyRequest(BaseModel):
     """Body of POST /api/datasets/{name}/apply-annotations (``llmos data annotate --export``)."""
 
     annotator: str | None = Field(None, min_length=1, max_length=128, description="only their labels")
+    name: str | None = Field(None, min_length=1, max_length=64, description="the dataset to write to")
+
+
+class CleanRequest(BaseModel):
+    """Body of POST /api/datasets/{name}/clean (``llmos data clean``); the defaults do exact dedup."""
+
+    dedup: list[Literal["exact", "near"]] = Field(["exact"], max_length=2, description="[] to skip")
+    near_threshold: float = Field(0.8, gt=0.0, le=1.0, description="Jaccard similarity that counts as near")
+    shingle_size: int = Field(1, ge=1, le=16, description="words per shingle for near dedup")
+    pii: Literal["mask"] | None = Field(None, description="mask emails, phones, IBANs, cards, IPs")
+    languages: list[str] = Field(
+        [], max_length=32, description="ISO 639-1 codes to keep; [] keeps every language"
+    )
+    min_chars: int = Field(0, ge=0, le=1_000_000, description="drop rows shorter than this")
+    name: str | None = Field(None, min_length=1, max_length=64, description="the dataset to write to")
+
+    def options(self) -> CleanOptions:
+        return CleanOptions(
+            dedup=tuple(self.dedup),
+            near_threshold=self.near_threshold,
+            shingle_size=self.shingle_size,
+            pii=self.pii,
+            languages=tuple(code.strip().lower() for code in self.languages if code.strip()),
+            min_chars=self.min_chars,
+        )
+
+
+class SplitRequest(BaseModel):
+    """Body of POST /api/datasets/{name}/split (``llmos data split``)."""
+
+    test: float = Field(0.1, gt=0.0, lt=1.0, description="fraction of rows for the test split")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="shuffle seed: same seed, same split")
+    stratify: bool | None = Field(None, description="by label; default for classification")
     name: str | None = Field(None, min_length=1, max_length=64, description="the dataset to write to")
 
 
@@ -84,6 +119,32 @@ async def dataset_stats(name: str, request: Request, bins: int = Query(10, ge=1,
     """``llmos data stats``: rows per split, columns, a whitespace-token length histogram and, for a
     classification dataset, the label balance."""
     return await asyncio.to_thread(data.stats, name, num_bins=bins, settings=request.app.state.settings)
+
+
+@router.post("/{name}/clean", **requires("datasets"))
+async def clean_dataset(name: str, body: CleanRequest, request: Request) -> dict[str, Any]:
+    """A cleaned new version (``cleaned_from``) with its report: rows removed per reason with
+    examples, PII masked per kind; ``is_new`` is false when the result equals the newest version."""
+    options = body.options()  # InvalidRequest (400) names the bad field
+    version = await asyncio.to_thread(
+        data.clean, name, options, name=body.name, settings=request.app.state.settings
+    )
+    return {**version.to_dict(), "is_new": version.is_new}
+
+
+@router.post("/{name}/split", **requires("datasets"))
+async def split_dataset(name: str, body: SplitRequest, request: Request) -> dict[str, Any]:
+    """A new version with ``train`` and ``test`` splits of all the rows (``split_from``)."""
+    version = await asyncio.to_thread(
+        data.split,
+        name,
+        body.test,
+        body.seed,
+        stratify=body.stratify,
+        name=body.name,
+        settings=request.app.state.settings,
+    )
+    return {**version.to_dict(), "is_new": version.is_new}
 
 
 @router.post("/{name}/annotations", **requires("datasets"))

@@ -1,5 +1,6 @@
 """Stored evaluation results over HTTP (``/api/evaluations``): every result or one model version's,
-and two versions side by side with deltas — what ``llmos eval`` wrote; these routes never recompute
+and two versions side by side with deltas, and one result's examples (input, prediction, reference,
+score) paged on the server — what ``llmos eval`` wrote; these routes never recompute
 (``llmos.evaluate.results``). ``POST /api/evaluations/votes`` stores a person's preference between
 two models' answers to one prompt (the console Playground's side-by-side vote) as results too."""
 
@@ -8,10 +9,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from llmos.evaluate.results import ResultStore, compare, record_vote
+from llmos.evaluate.results import ExampleOrder, ResultStore, compare, record_vote
 from llmos.registry import Registry
 from llmos.server.auth import check_model, requires
 
@@ -38,6 +39,28 @@ async def compare_results(
     (delta = b - a); 404 when either has none."""
     rows = await asyncio.to_thread(compare, _results(request), a, b)
     return {"a": a, "b": b, "rows": rows}
+
+
+@router.get("/{result_id}/examples", **requires("eval"))
+async def result_examples(
+    request: Request,
+    result_id: int = Path(ge=1, le=2**63 - 1),
+    offset: int = Query(0, ge=0, le=2**63 - 1),
+    limit: int = Query(20, ge=1, le=500),
+    order: ExampleOrder = Query("position", description="position, worst or best score first"),
+) -> dict[str, Any]:
+    """One page of a result's examples ({position, input, prediction, reference, score}); ``total``
+    counts them all. 404 for an unknown result."""
+
+    def work() -> tuple[Any, int, list[dict[str, Any]]]:
+        store = _results(request)
+        try:
+            return store.get(result_id), *store.examples(result_id, offset=offset, limit=limit, order=order)
+        finally:
+            store.close()
+
+    result, total, page = await asyncio.to_thread(work)
+    return {"result": result.to_dict(), "total": total, "offset": offset, "examples": page}
 
 
 class VoteRequest(BaseModel):

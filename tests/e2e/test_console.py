@@ -19,6 +19,7 @@ One server and one browser for the module; a tiny random model keeps it fast."""
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import time
 from collections.abc import Iterator
@@ -90,6 +91,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = Settings(home=home)
     data.import_file(_jsonl(home / "tickets.jsonl", TICKETS), "tickets", "classification", settings=settings)
     data.import_file(_jsonl(home / "notes.jsonl", NOTES), "notes", "text", settings=settings)
+    data.import_file(_jsonl(home / "inbox.jsonl", INBOX), "inbox", "text", settings=settings)
     _jsonl(home / "qa.jsonl", QA)  # what the training tests train on
     return home
 
@@ -101,6 +103,13 @@ QA = [
 
 
 NOTES = [{"text": f"note number {i}: the printer on floor {i} jams again"} for i in range(1, 7)]
+# cleaned and split from the Datasets page: a repeat, a too-short row and an email to mask
+INBOX = [
+    *({"text": f"request {i}: please reset the password of account {i}"} for i in range(1, 9)),
+    {"text": "request 1: please reset the password of account 1"},
+    {"text": "ok"},
+    {"text": "write to bob@example.com about the invoice"},
+]
 
 
 LABELS = ("billing", "bug", "praise")
@@ -397,6 +406,63 @@ def test_the_datasets_page_pages_a_big_dataset_on_the_server_and_profiles_it(adm
     page.screenshot(path=str(_screenshot_dir() / "datasets-preview.png"), full_page=True)
 
 
+def _report_rows(page: Any, ref: str) -> dict[str, str]:
+    """The report table once the page shows the report of ``ref`` (the last thing it draws)."""
+    page.wait_for_function(f"() => document.getElementById('operation-ref').textContent === '{ref}'")
+    return dict(
+        page.eval_on_selector_all(
+            "#operation-report tr",
+            "rows => rows.map(r => [r.dataset.report, r.querySelector('td').textContent])",
+        )
+    )
+
+
+def test_a_dataset_is_cleaned_and_split_from_forms_that_show_the_report_and_the_cli(
+    admin_tab: Tab, home: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from llmos.cli.main import app
+
+    server = admin_tab.server
+    page = admin_tab.open("/ui/datasets?name=inbox:1")
+    page.wait_for_selector("#preview tr[data-row='1']")
+    page.check("#clean-pii")
+    page.fill("#clean-min-chars", "5")
+    cli = page.text_content("#clean-cli")
+    assert cli == "llmos data clean inbox:1 --dedup exact --min-chars 5 --pii mask"
+    page.click("#clean-run")
+    shown = _report_rows(page, "inbox:2")
+    cleaned = server.get("/api/datasets/inbox:2").json()
+    assert cleaned["parents"][0]["ref"] == "inbox:1" and cleaned["rows"] == len(INBOX) - 2
+    assert shown["Removed: exact_duplicate"] == "1" and shown["Removed: too_short"] == "1"
+    assert shown["Masked: email"] == "1" and shown["Rows out"] == str(len(INBOX) - 2)
+    assert {k: v for k, v in cleaned["report"]["removed"].items() if v} == {
+        "exact_duplicate": 1,
+        "too_short": 1,
+    }
+    # the page moved to the new version, whose preview holds the masked row
+    page.wait_for_selector("#preview tr[data-row='11']")
+    assert page.text_content("#dataset-ref") == "inbox:2" and "name=inbox%3A2" in page.url
+    masked = page.text_content("#preview tr[data-row='11'] td:nth-child(2)")
+    assert "bob@example.com" not in masked and "invoice" in masked
+    # the command the page showed does the same: it finds exactly this data already there
+    ran = CliRunner().invoke(app, shlex.split(cli)[1:], obj=Settings(home=home))
+    assert ran.exit_code == 0 and "already holds exactly this data" in ran.output, ran.output
+
+    page.fill("#split-test", "0.3")
+    page.fill("#split-seed", "4")
+    assert page.text_content("#split-cli") == "llmos data split inbox:2 --test 0.3 --seed 4 --no-stratify"
+    page.click("#split-run")
+    assert _report_rows(page, "inbox:3") == {"Splits: train": "6", "Splits: test": "3"}
+    split = server.get("/api/datasets/inbox:3").json()
+    assert {name: s["rows"] for name, s in split["splits"].items()} == {"train": 6, "test": 3}
+    page.select_option("#split", "test")
+    page.wait_for_function("() => document.getElementById('page-status').textContent.endsWith('of 3')")
+    page.screenshot(path=str(_screenshot_dir() / "datasets-clean-split.png"), full_page=True)
+    assert not admin_tab.errors and not admin_tab.blocked
+
+
 def _labels(server: Server, annotator: str) -> dict[int, str]:
     found = server.get(f"/api/datasets/notes:1/annotations?annotator={annotator}").json()["annotations"]
     return {a["row_id"]: a["label"] for a in found}
@@ -423,7 +489,7 @@ def test_records_are_labelled_by_keyboard_undone_and_saved_as_a_new_version(admi
     for key in ("1", "2", "1"):  # three records by keyboard, no waiting between the keys
         page.keyboard.press(key)
     page.wait_for_selector("#record[data-row='4']")
-    page.wait_for_function("document.getElementById('progress').value === 3")
+    page.wait_for_function("() => document.getElementById('progress').value === 3")
     assert _labels(server, "alice") == {1: "good", 2: "bad", 3: "good"}
     page.keyboard.press("u")  # the third label is taken back and its record comes again
     page.wait_for_selector("#record[data-row='3']")
@@ -443,7 +509,7 @@ def test_records_are_labelled_by_keyboard_undone_and_saved_as_a_new_version(admi
     assert pair["kappa"] == pytest.approx(cohen_kappa(["good", "bad", "bad"], ["good", "bad", "good"]))
     row = page.locator("#agreement tr[data-pair='alice/bob']")
     row.locator(".kappa").wait_for()
-    page.wait_for_function("document.querySelector('#agreement .percent')?.textContent === '66.7%'")
+    page.wait_for_function("() => document.querySelector('#agreement .percent')?.textContent === '66.7%'")
     assert row.locator(".kappa").text_content() == f"{pair['kappa']:.3f}" == "0.400"
     assert "pending 7" in page.text_content("#review-counts")
 
@@ -744,6 +810,57 @@ def test_two_model_versions_are_compared_with_the_deltas_the_api_gives(admin_tab
     page.wait_for_selector("#version-results tr[data-task=ppl]")
     assert page.locator("#version-results tr").count() == 2 and "a=tiny%3A1" in page.url
     page.screenshot(path=str(_screenshot_dir() / "evaluations-compare.png"), full_page=True)
+
+
+def test_a_results_examples_show_prediction_against_reference_paged_and_worst_first(
+    admin_tab: Tab, home: Path
+) -> None:
+    examples = [
+        {"input": {"text": f"review {i}"}, "prediction": {"label": "pos"},
+         "reference": "pos" if i % 3 else "neg", "score": 1.0 if i % 3 else 0.0}
+        for i in range(25)
+    ]  # fmt: skip
+    store = ResultStore(Settings(home=home))
+    try:
+        result_id = store.add(
+            EvalResult("bpe:1", "sha256:x", "-", "sha256:data", "sentiment", {"accuracy": 16 / 25}, {}),
+            examples,
+        )
+    finally:
+        store.close()
+    page = admin_tab.open("/ui/evaluations?model=bpe:1")
+    page.click(f"button[data-examples='{result_id}']")
+    page.wait_for_selector("#examples-rows tr[data-position='19']")
+
+    def rows() -> list[list[str]]:
+        return page.eval_on_selector_all(
+            "#examples-rows tr", "rows => rows.map(r => [...r.children].map(td => td.textContent))"
+        )
+
+    assert rows() == [
+        [
+            str(i + 1),
+            f"{e['score']:.3f}",
+            '{"text":"review ' + str(i) + '"}',
+            '{"label":"pos"}',
+            e["reference"],
+        ]
+        for i, e in enumerate(examples[:20])
+    ]
+    assert page.text_content("#examples-status") == "1–20 of 25"
+    assert page.get_attribute("#examples-rows tr[data-position='0']", "class") == "wrong"
+    page.click("#examples-next")
+    page.wait_for_selector("#examples-rows tr[data-position='24']")
+    assert [r[0] for r in rows()] == ["21", "22", "23", "24", "25"]
+    page.select_option("#examples-order", "worst")
+    page.wait_for_function("() => document.getElementById('examples-cli').textContent.includes('worst')")
+    api = admin_tab.server.get(f"/api/evaluations/{result_id}/examples?order=worst&limit=20").json()
+    assert [int(r[0]) - 1 for r in rows()] == [e["position"] for e in api["examples"]]
+    assert [r[1] for r in rows()[:9]] == ["0.000"] * 9 and rows()[9][1] == "1.000"  # the 9 wrong ones first
+    assert page.text_content("#examples-cli") == f"llmos eval examples {result_id} --order worst"
+    assert f"result={result_id}" in page.url
+    page.screenshot(path=str(_screenshot_dir() / "evaluations-examples.png"), full_page=True)
+    assert not admin_tab.errors and not admin_tab.blocked
 
 
 EXPLAIN = {"model": "tiny", "prompt": "the capital of france is"}

@@ -169,3 +169,67 @@ def test_apply_annotations_writes_a_new_version_with_the_labels(client: TestClie
     assert row["id"] == 2 and row["label"] == "pos"
     empty = client.post("/api/datasets/reviews:2/apply-annotations", json={})
     assert empty.status_code == 400 and "no usable labels" in empty.json()["error"]["message"]
+
+
+def test_clean_over_http_writes_the_version_the_sdk_would_with_its_report(
+    client: TestClient, tmp_path: Path
+) -> None:
+    settings = client.app.state.settings
+    rows = [
+        *LABELLED,
+        LABELLED[0],
+        {"text": "Mail me at ann@example.com, ok?", "label": "neg"},
+        {"text": "ok", "label": "pos"},
+    ]
+    data.import_file(
+        write_jsonl(tmp_path / "dirty.jsonl", rows), "dirty", "classification", settings=settings
+    )
+    body = {"dedup": ["exact"], "pii": "mask", "min_chars": 5}
+    response = client.post("/api/datasets/dirty/clean", json=body)
+    assert response.status_code == 200, response.json()
+    cleaned = response.json()
+    assert cleaned["ref"] == "dirty:2" and cleaned["is_new"] and cleaned["rows"] == len(LABELLED) + 1
+    assert cleaned["parents"][0] == {**cleaned["parents"][0], "relation": "cleaned_from", "ref": "dirty:1"}
+    report = cleaned["report"]
+    assert report["removed"]["exact_duplicate"] == 1 and report["removed"]["too_short"] == 1
+    assert report["masked"]["email"] == 1 and report["rows_in"] == len(rows)
+    texts = [
+        r["text"] for r in client.get("/api/datasets/dirty:2/rows", params={"limit": 100}).json()["rows"]
+    ]
+    assert not any("ann@example.com" in text for text in texts) and len(texts) == len(LABELLED) + 1
+    again = data.clean("dirty:1", body_options(body), settings=settings)  # the SDK: nothing new
+    assert not again.is_new and again.digest == cleaned["digest"]
+
+
+def body_options(body: dict) -> data.CleanOptions:
+    return data.CleanOptions(dedup=tuple(body["dedup"]), pii=body["pii"], min_chars=body["min_chars"])
+
+
+def test_split_over_http_is_seeded_and_stratified(client: TestClient) -> None:
+    first = client.post("/api/datasets/reviews/split", json={"test": 0.5, "seed": 3}).json()
+    assert first["ref"] == "reviews:2" and first["report"]["stratified"] is True
+    assert first["parents"][0]["relation"] == "split_from"
+    assert sum(s["rows"] for s in first["splits"].values()) == 6 and set(first["splits"]) == {"train", "test"}
+    same = client.post("/api/datasets/reviews:1/split", json={"test": 0.5, "seed": 3}).json()
+    assert not same["is_new"] and same["digest"] == first["digest"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fragment"),
+    [
+        ("/api/datasets/reviews/clean", {"dedup": ["fuzzy"]}, "dedup"),
+        ("/api/datasets/reviews/clean", {"near_threshold": 0}, "near_threshold"),
+        ("/api/datasets/reviews/clean", {"languages": ["english"]}, "two-letter"),
+        ("/api/datasets/reviews/clean", {"pii": "drop"}, "pii"),
+        ("/api/datasets/reviews/split", {"test": 1.5}, "test"),
+        ("/api/datasets/reviews/split", {"test": 0.01}, "leaves a split empty"),
+    ],
+)
+def test_bad_clean_and_split_forms_are_400_naming_the_field(
+    client: TestClient, path: str, body: dict, fragment: str
+) -> None:
+    response = client.post(path, json=body)
+    assert response.status_code == 400, response.json()
+    error = response.json()["error"]
+    assert fragment in error["message"] or fragment in str(error["param"])
+    assert [d["ref"] for d in client.get("/api/datasets").json()["datasets"]] == ["reviews:1"]

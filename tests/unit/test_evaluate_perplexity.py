@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from sacrebleu.metrics import CHRF
 
 import llmos
 from llmos.errors import InvalidRequest
@@ -103,6 +104,14 @@ def test_cli_perplexity_and_bleu_print_json(home: Path, tmp_path: Path) -> None:
     result = json.loads(out.stdout)
     assert result["num_examples"] == 2 and "tok:13a" in result["bleu_signature"]
     assert len(result["predictions"]) == 2
+    # each example keeps its prompt, output and reference, scored by its own sentence chrF
+    examples = result["examples"]
+    assert [(e["input"], e["prediction"], e["reference"]) for e in examples] == [
+        ("the capital of", result["predictions"][0], "france is paris"),
+        ("hello", result["predictions"][1], "world"),
+    ]
+    for e in examples:
+        assert e["score"] == pytest.approx(CHRF().sentence_score(e["prediction"], [e["reference"]]).score)
 
 
 def test_cli_bad_data_is_one_clean_error(home: Path, tmp_path: Path) -> None:

@@ -77,6 +77,20 @@ def test_cli_runs_the_quick_suite_and_stores_each_task(home: Path) -> None:
     stored = json.loads(llmos_cli(home, "eval", "results", "tiny", "--json").stdout)
     assert {r["task"] for r in stored if r["suite"] == "quick"} == set(tasks)
     assert all(r["content_hash"].startswith("sha256:") for r in stored)
+    # each example is stored with its result (perplexity has none); their scores give the metric
+    by_task = {r["task"]: r for r in stored if r["suite"] == "quick"}
+    assert by_task["sample-perplexity"]["num_examples_stored"] == 0
+    for task, metric in (("qa", "exact_match"), ("sentiment", "accuracy")):
+        shown = json.loads(llmos_cli(home, "eval", "examples", str(by_task[task]["id"]), "--json").stdout)
+        assert shown["total"] == 10 and "examples" not in by_task[task]["metrics"]
+        scores = [e["score"] for e in shown["examples"]]
+        assert set(scores) <= {0.0, 1.0} and sum(scores) / 10 == pytest.approx(tasks[task][metric])
+    qa_rows = [json.loads(line) for line in (SHIPPED.parent / "data" / "qa.jsonl").read_text().splitlines()]
+    qa = json.loads(llmos_cli(home, "eval", "examples", str(by_task["qa"]["id"]), "--json").stdout)
+    assert [e["reference"] for e in qa["examples"]] == [r["answer"] for r in qa_rows]
+    assert all(
+        e["input"].endswith(f"Question: {r['question']}\nAnswer:") for e, r in zip(qa["examples"], qa_rows)
+    )
 
 
 def test_a_suite_task_reads_a_dataset_version(home: Path, tmp_path: Path) -> None:

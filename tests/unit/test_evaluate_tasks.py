@@ -17,7 +17,7 @@ from tiny_models import build_byte_bpe_tokenizer, build_tiny_llama
 
 from llmos.config import Settings
 from llmos.evaluate.suite import SHIPPED, Suite
-from llmos.evaluate.task_eval import EVALUATED, GOLD_DIR, evaluate_task, load_gold
+from llmos.evaluate.task_eval import EVALUATED, GOLD_DIR, GOLD_FIELDS, evaluate_task, load_gold, task_input
 from llmos.runtime.model_runtime import ModelRuntime, load_runtime
 from llmos.tasks import TASKS
 
@@ -75,6 +75,19 @@ def test_a_constrained_task_scores_gold_rows_without_parse_failures(runtime: Mod
     assert metrics["parse_failure_rate"] == 0.0
     assert metrics["task_spec_version"] == TASKS[task].version
     assert len(metrics["predictions"]) == len(rows)
+    # one example per row: its input fields, the output, the gold and its own score in [0, 1]
+    examples = metrics["examples"]
+    assert [e["prediction"] for e in examples] == metrics["predictions"]
+    assert [e["input"] for e in examples] == [task_input(task, r) for r in rows]
+    gold = GOLD_FIELDS[task]
+    assert [e["reference"] for e in examples] == [
+        r[gold[0]] if len(gold) == 1 else {f: r[f] for f in gold} for r in rows
+    ]
+    assert all(0.0 <= e["score"] <= 1.0 for e in examples)
+    if task in ("sentiment", "classify", "pos"):  # a per-row accuracy: their mean is the overall one
+        overall = metrics["accuracy" if task != "pos" else "upos_accuracy"]
+        if task != "pos" or len({len(r["words"]) for r in rows}) == 1:
+            assert sum(e["score"] for e in examples) / len(examples) == pytest.approx(overall)
 
 
 def test_every_evaluated_task_is_in_the_shipped_tasks_suite() -> None:
@@ -124,7 +137,16 @@ def test_cli_eval_task_stores_the_result_with_the_spec_version(home: Path) -> No
                  if r["task"] == "ner"]  # fmt: skip
     assert stored["suite"] == "-" and stored["metrics"]["task_spec_version"] == TASKS["ner"].version
     assert stored["settings"]["temperature"] == 0.0 and stored["content_hash"].startswith("sha256:")
-    assert "predictions" not in stored["metrics"]
+    assert "predictions" not in stored["metrics"] and "examples" not in stored["metrics"]
+    # the examples were stored with the result: `llmos eval examples ID` reads them back
+    assert stored["num_examples_stored"] == 2
+    shown = json.loads(llmos_cli(home, "eval", "examples", str(stored["id"]), "--json").stdout)
+    assert shown["total"] == 2 and [e["prediction"] for e in shown["examples"]] == result["predictions"]
+    assert [e["reference"] for e in shown["examples"]] == [r["entities"] for r in _rows("ner")]
+    table = llmos_cli(home, "eval", "examples", str(stored["id"]), "--order", "worst")
+    assert table.returncode == 0 and "2 of 2 examples" in table.stdout and "PREDICTION" in table.stdout
+    missing = llmos_cli(home, "eval", "examples", "99999")
+    assert missing.returncode == 1 and "no evaluation result 99999" in missing.stderr
 
 
 def test_cli_eval_suite_runs_task_entries_and_stores_each(home: Path) -> None:

@@ -75,3 +75,40 @@ def test_evaluations_need_the_eval_scope(client: TestClient, keys: dict[str, str
     refused = client.get("/api/evaluations", headers={"Authorization": f"Bearer {keys['inference']}"})
     assert refused.status_code == 403
     assert client.get("/api/evaluations", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_a_results_examples_are_paged_and_ordered_on_the_server(
+    client: TestClient, settings: Settings, keys: dict[str, str]
+) -> None:
+    examples = [
+        {"input": {"question": f"q{i}"}, "prediction": f"p{i}", "reference": f"r{i}", "score": score}
+        for i, score in enumerate([0.5, None, 0.0, 1.0, 0.25])
+    ]
+    store = ResultStore(settings)
+    result_id = store.add(EvalResult("tiny:2", "sha256:x", "-", "sha256:d", "qa", {"f1": 0.4}, {}), examples)
+    store.close()
+    listed = {
+        r["id"]: r for r in client.get("/api/evaluations", params={"model": "tiny:2"}).json()["results"]
+    }
+    assert listed[result_id]["num_examples_stored"] == 5 and listed[result_id]["metrics"] == {"f1": 0.4}
+    assert all(r["num_examples_stored"] == 0 for i, r in listed.items() if i != result_id)
+
+    def page(**params: object) -> dict:
+        response = client.get(f"/api/evaluations/{result_id}/examples", params=params)
+        assert response.status_code == 200, response.json()
+        return response.json()
+
+    first = page(limit=2)
+    assert first["total"] == 5 and first["result"]["task"] == "qa"
+    assert first["examples"] == [{"position": i, **examples[i]} for i in (0, 1)]
+    assert [e["position"] for e in page(offset=2, limit=10)["examples"]] == [2, 3, 4]
+    assert [e["score"] for e in page(order="worst")["examples"]] == [0.0, 0.25, 0.5, 1.0, None]
+    assert [e["score"] for e in page(order="best", limit=3)["examples"]] == [1.0, 0.5, 0.25]
+    bad = client.get(f"/api/evaluations/{result_id}/examples", params={"order": "random"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "query.order"
+    missing = client.get("/api/evaluations/99999/examples")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "result_not_found"
+    refused = client.get(
+        f"/api/evaluations/{result_id}/examples", headers={"Authorization": f"Bearer {keys['inference']}"}
+    )
+    assert refused.status_code == 403

@@ -1,6 +1,8 @@
 // Datasets: every dataset (GET /api/datasets, grouped by name), one version's schema, splits and
 // lineage, a preview paged on the server (GET /rows?offset&limit: the browser holds one page), and
-// its token-length histogram and label balance (GET /stats). ?name=NAME:N selects a version.
+// its token-length histogram and label balance (GET /stats); clean and split forms that write a new
+// version (POST /clean, /split) and show its report and the equivalent CLI. ?name=NAME:N selects a
+// version.
 "use strict";
 Console.onReady(() => {
   const { el, t } = Console;
@@ -101,6 +103,10 @@ Console.onReady(() => {
       state.offset = 0;
       history.replaceState(null, "", "?name=" + encodeURIComponent(state.ref));
       describe(state.version);
+      $("split-stratify").checked = state.version.schema === "classification";
+      $("split-stratify").disabled = state.version.schema !== "classification";
+      $("operation-result").hidden = true;
+      commands();
       $("dataset").hidden = false;
       await Promise.all([page(), stats()]);
       status.textContent = "";
@@ -112,6 +118,82 @@ Console.onReady(() => {
     state.offset = Math.max(0, state.offset + delta);
     page().catch((err) => { $("page-status").textContent = String(err); });
   }
+
+  function quote(s) { return /^[\w.:@\/-]+$/.test(s) ? s : "'" + String(s).replace(/'/g, "'\\''") + "'"; }
+  function cleanBody() {
+    const body = {
+      dedup: [["exact", "clean-exact"], ["near", "clean-near"]].filter(([, id]) => $(id).checked).map(([kind]) => kind),
+      near_threshold: Number($("clean-threshold").value || 0.8),
+      min_chars: Number($("clean-min-chars").value || 0),
+      languages: $("clean-languages").value.split(",").map((s) => s.trim()).filter(Boolean),
+      pii: $("clean-pii").checked ? "mask" : null,
+    };
+    if ($("clean-name").value.trim()) body.name = $("clean-name").value.trim();
+    return body;
+  }
+  function splitBody() {
+    const body = { test: Number($("split-test").value || 0.1), seed: Number($("split-seed").value || 0) };
+    body.stratify = $("split-stratify").checked;
+    if ($("split-name").value.trim()) body.name = $("split-name").value.trim();
+    return body;
+  }
+  function commands() {
+    if (!state.ref) return;
+    const c = cleanBody();
+    let cli = "llmos data clean " + quote(state.ref) + " --dedup " + (c.dedup.join(",") || "none");
+    if (c.dedup.includes("near")) cli += " --near-threshold " + c.near_threshold;
+    if (c.min_chars) cli += " --min-chars " + c.min_chars;
+    if (c.languages.length) cli += " --lang " + quote(c.languages.join(","));
+    if (c.pii) cli += " --pii mask";
+    if (c.name) cli += " --name " + quote(c.name);
+    $("clean-cli").textContent = cli;
+    const s = splitBody();
+    $("split-cli").textContent = "llmos data split " + quote(state.ref) + " --test " + s.test + " --seed " + s.seed +
+      (s.stratify ? " --stratify" : " --no-stratify") + (s.name ? " --name " + quote(s.name) : "");
+  }
+  function showReport(version) {
+    const report = version.report || {};
+    const link = $("operation-ref");
+    link.textContent = version.ref;
+    link.href = "?name=" + encodeURIComponent(version.ref);
+    $("operation-summary").textContent = version.is_new
+      ? t("new_version") + " " + version.ref + " · " + version.rows.toLocaleString() + " " + t("rows").toLowerCase()
+      : version.ref + " " + t("nothing_new");
+    const rows = [];
+    if (report.rows_in !== undefined) rows.push([t("rows_in"), report.rows_in.toLocaleString()], [t("rows_out"), report.rows_out.toLocaleString()]);
+    for (const key of ["removed", "masked", "splits"]) {
+      for (const [what, count] of Object.entries(report[key] || {})) rows.push([t(key) + ": " + what, count.toLocaleString()]);
+    }
+    for (const [reason, examples] of Object.entries(report.examples || {})) {
+      for (const e of examples) rows.push([reason + " · id " + e.id, e.text]);
+    }
+    $("operation-report").replaceChildren(...rows.map(([k, v]) => el("tr", { "data-report": k }, [el("th", { text: k }), el("td", { text: v })])));
+    $("operation-result").hidden = false;
+  }
+  async function operate(verb, body, button) {
+    $("operation-error").textContent = "";
+    button.disabled = true;
+    const label = button.textContent;
+    button.textContent = t("working");
+    try {
+      const version = await Console.json(path(state.ref, "/" + verb), { method: "POST", json: body });
+      await list();
+      await select(version.ref);
+      showReport(version);
+    } catch (err) {
+      $("operation-error").textContent = String(err);
+    } finally {
+      button.disabled = false;
+      button.textContent = label;
+    }
+  }
+  $("clean-form").addEventListener("submit", (event) => { event.preventDefault(); operate("clean", cleanBody(), $("clean-run")); });
+  $("split-form").addEventListener("submit", (event) => { event.preventDefault(); operate("split", splitBody(), $("split-run")); });
+  for (const form of ["clean-form", "split-form"]) {
+    $(form).addEventListener("input", commands);
+    $(form).addEventListener("change", commands);
+  }
+  $("operation-ref").addEventListener("click", (event) => { event.preventDefault(); select($("operation-ref").textContent); });
 
   $("version").addEventListener("change", () => select($("version").value));
   $("split").addEventListener("change", () => { state.split = $("split").value; state.offset = 0; move(0); });

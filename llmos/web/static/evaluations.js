@@ -1,6 +1,8 @@
 // Evaluations: the stored results of GET /api/evaluations grouped by model version, one version's
 // results, and two versions side by side with the deltas of GET /api/evaluations/compare (b - a,
-// as `llmos eval compare A B` prints them). ?model=REF shows a version, &a=REF&b=REF a comparison.
+// as `llmos eval compare A B` prints them), and one result's examples — input, prediction, reference
+// and score, paged and ordered on the server (GET /api/evaluations/{id}/examples). ?model=REF shows
+// a version, &a=REF&b=REF a comparison, &result=ID its examples.
 "use strict";
 Console.onReady(() => {
   const { el, t } = Console;
@@ -35,12 +37,60 @@ Console.onReady(() => {
       el("td", { text: r.suite }),
       el("td", { text: r.task }),
       el("td", { text: metricsText(r.metrics) }),
+      el("td", { class: "num" }, r.num_examples_stored ? [el("button", {
+        type: "button", "data-examples": String(r.id), text: t("show_examples") + " (" + r.num_examples_stored + ")",
+        onclick: () => { examples.id = r.id; examples.offset = 0; showExamples(); },
+      })] : [el("span", { class: "muted", text: "–" })]),
       el("td", {}, [el("code", { text: (r.model_digest || "").replace("sha256:", "").slice(0, 12) })]),
       el("td", { text: when(r.created_at) }),
     ])));
     $("version-cli").textContent = "llmos eval results " + ref;
     query({ model: ref });
   }
+
+  const EXAMPLES_PAGE = 20;
+  const examples = { id: null, offset: 0, total: 0 };
+  function shown(value) {
+    if (value == null) return "";
+    return typeof value === "string" ? value : JSON.stringify(value);
+  }
+  async function showExamples() {
+    const order = $("examples-order").value;
+    const q = new URLSearchParams({ offset: examples.offset, limit: EXAMPLES_PAGE, order });
+    try {
+      const data = await Console.json("/api/evaluations/" + examples.id + "/examples?" + q);
+      examples.total = data.total;
+      const r = data.result;
+      $("examples").hidden = false;
+      $("examples-of").textContent = r.model_ref + " · " + r.suite + "/" + r.task;
+      $("examples-rows").replaceChildren(...data.examples.map((e) => el("tr", {
+        "data-position": String(e.position),
+        class: e.score == null ? "" : e.score >= 1 ? "right" : e.score <= 0 ? "wrong" : "partly",
+      }, [
+        el("td", { class: "num", text: String(e.position + 1) }),
+        el("td", { class: "num", text: e.score == null ? "–" : e.score.toFixed(3) }),
+        el("td", { class: "text", text: shown(e.input) }),
+        el("td", { class: "text prediction", text: shown(e.prediction) }),
+        el("td", { class: "text reference", text: shown(e.reference) }),
+      ])));
+      const first = data.examples.length ? examples.offset + 1 : 0;
+      $("examples-status").textContent = first + "–" + (examples.offset + data.examples.length) + " " + t("of") + " " + data.total;
+      $("examples-prev").disabled = examples.offset === 0;
+      $("examples-next").disabled = examples.offset + EXAMPLES_PAGE >= data.total;
+      $("examples-cli").textContent = "llmos eval examples " + examples.id + (order === "position" ? "" : " --order " + order) +
+        (examples.offset ? " --offset " + examples.offset : "");
+      query({ result: String(examples.id) });
+    } catch (err) {
+      $("examples-status").textContent = String(err.message || err);
+    }
+  }
+  function moveExamples(delta) {
+    examples.offset = Math.max(0, examples.offset + delta);
+    showExamples();
+  }
+  $("examples-order").addEventListener("change", () => { examples.offset = 0; showExamples(); });
+  $("examples-prev").addEventListener("click", () => moveExamples(-EXAMPLES_PAGE));
+  $("examples-next").addEventListener("click", () => moveExamples(EXAMPLES_PAGE));
 
   async function runCompare() {
     const a = $("eval-a").value, b = $("eval-b").value;
@@ -93,6 +143,7 @@ Console.onReady(() => {
     $("compare-cli").textContent = refs.length ? "llmos eval compare " + $("eval-a").value + " " + $("eval-b").value : "";
     if (wanted.get("model") && byRef.has(wanted.get("model"))) showVersion(wanted.get("model"));
     if (wanted.get("a") && wanted.get("b")) runCompare();
+    if (/^\d+$/.test(wanted.get("result") || "")) { examples.id = Number(wanted.get("result")); showExamples(); }
   }
 
   $("compare-form").addEventListener("submit", (event) => { event.preventDefault(); runCompare(); });
