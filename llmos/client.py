@@ -243,9 +243,14 @@ class Client:
                 raise error_from_envelope(last.get("error") or {"message": f"pulling {name} failed"})
         return last
 
-    def load(self, name: str, keep_alive: float | None = None, pin: bool = False) -> dict[str, Any]:
-        """Load ``name`` on the server now; ``keep_alive`` idle seconds (negative: forever), ``pin``."""
-        body: dict[str, Any] = {"pin": pin} | ({"keep_alive": keep_alive} if keep_alive is not None else {})
+    def load(self, name: str, keep_alive: float | None = None, pin: bool | None = None) -> dict[str, Any]:
+        """Load ``name`` on the server now; ``keep_alive`` idle seconds (negative: forever); ``pin``
+        True pins it (never evicted nor expired), False unpins it, None leaves it as it is."""
+        body: dict[str, Any] = {}
+        if pin is not None:
+            body["pin"] = pin
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
         return dict(self.request("POST", f"/api/models/{name}/load", body))
 
     def unload(self, name: str) -> dict[str, Any]:

@@ -149,9 +149,10 @@ class ModelPool:
         return sorted(e.name for e in list(self.entries.values()) if not e.runtime.is_healthy)
 
     # --- loading ----------------------------------------------------------------------------
-    def load_sync(self, ref: str, *, keep_alive: float | None = None, pin: bool = False) -> PoolEntry:
+    def load_sync(self, ref: str, *, keep_alive: float | None = None, pin: bool | None = None) -> PoolEntry:
         """Load ``ref`` on this thread. ``keep_alive``: idle seconds before unloading (None: the
-        server's default, negative: never); an already loaded model gets the new keep-alive/pin."""
+        server's default, negative: never); ``pin`` True pins, False unpins, None leaves it (a new
+        entry unpinned). An already loaded model gets the new keep-alive/pin."""
         with self._load_lock:
             name, path, manifest = resolve_model_dir(ref, self.settings, verify=False, allow_path=False)
             for other in list(self.entries.values()):  # a dead engine neither serves nor needs room
@@ -163,10 +164,13 @@ class ModelPool:
                 if self.metrics is not None:
                     self.metrics.model_load_seconds.labels(name).inc(runtime.load_seconds)
                     self.metrics.model_loads.labels(name).inc()
-                entry = PoolEntry(runtime, self._keep_alive(keep_alive), pin, runtime_memory_bytes(runtime))
+                entry = PoolEntry(
+                    runtime, self._keep_alive(keep_alive), bool(pin), runtime_memory_bytes(runtime)
+                )
             elif keep_alive is not None:
                 entry.keep_alive = self._keep_alive(keep_alive)
-            entry.is_pinned = entry.is_pinned or pin
+            if pin is not None:
+                entry.is_pinned = pin
             entry.last_used = time.monotonic()
             with self._sync_lock:
                 self.entries[name] = entry
@@ -198,14 +202,14 @@ class ModelPool:
         value = self.settings.keep_alive if value is None else value
         return None if value < 0 else float(value)
 
-    async def load(self, ref: str, *, keep_alive: float | None = None, pin: bool = False) -> PoolEntry:
+    async def load(self, ref: str, *, keep_alive: float | None = None, pin: bool | None = None) -> PoolEntry:
         """Load ``ref`` off the event loop, once even when many requests ask at the same time."""
         if self.is_draining:
             raise ServiceUnavailable("The server is shutting down.", retry_after=5)
         lock = self._locks.setdefault(ref, asyncio.Lock())
         async with lock:
             entry = self.find(ref)
-            if entry is not None and keep_alive is None and not pin:
+            if entry is not None and keep_alive is None and pin is None:
                 return entry
             return await asyncio.to_thread(self.load_sync, ref, keep_alive=keep_alive, pin=pin)
 

@@ -251,7 +251,10 @@ class LoadRequest(BaseModel):
     """Body of POST /api/models/{name}/load: keep-alive seconds (negative: forever) and pinning."""
 
     keep_alive: float | None = None
-    pin: bool = False
+    pin: bool | None = Field(
+        default=None,
+        description="true: never evicted nor expired; false: unpin; absent: as it is (new: unpinned)",
+    )
 
 
 class PullRequest(BaseModel):

@@ -977,13 +977,19 @@ def test_a_models_lineage_expands_and_it_is_pinned_and_kept_alive_from_the_page(
     row = page.locator(f"tr[data-model='{tuned.ref}']")
     row.locator("button[data-action=pin]").click()
     page.wait_for_selector(f"tr[data-model='{tuned.ref}'] .state:has-text('pinned')", timeout=60_000)
-    assert row.locator("button[data-action=pin]").is_disabled()  # the API pins, it does not unpin
     row.locator("input[data-keep-alive]").fill("600")
     row.locator("button[data-action=keep-alive]").click()
     page.wait_for_selector(f"tr[data-model='{tuned.ref}'] .state:has-text('Keep alive 600 s')")
     (loaded,) = [m for m in server.get("/api/ps").json()["models"] if m["name"] == tuned.ref]
-    assert loaded["pinned"] is True and loaded["keep_alive"] == 600
+    assert loaded["pinned"] is True and loaded["keep_alive"] == 600  # a keep-alive change keeps the pin
     assert page.text_content("#eq-sdk").endswith('server.load("tuned:1", keep_alive=600)')
+    # the pin button became unpin: {"pin": false} unpins and keeps the keep-alive
+    row.locator("button[data-action=unpin]").click()
+    page.wait_for_selector(f"tr[data-model='{tuned.ref}'] button[data-action=pin]")
+    (loaded,) = [m for m in server.get("/api/ps").json()["models"] if m["name"] == tuned.ref]
+    assert loaded["pinned"] is False and loaded["keep_alive"] == 600
+    assert page.text_content("#eq-sdk").endswith('server.load("tuned:1", pin=False)')
+    assert "pinned" not in row.locator(".state").text_content().lower()
     assert lineage.is_visible()  # the row stays open across the refresh after an action
     page.screenshot(path=str(_screenshot_dir() / "models-lineage.png"), full_page=True)
     row.locator("button[data-action=unload]").click()

@@ -85,7 +85,12 @@ def test_pinned_or_busy_models_are_never_evicted(settings: Settings) -> None:
         run(pool.load("tiny-a", pin=True))
         with pytest.raises(ServiceUnavailable, match="busy or pinned"):
             run(pool.get("tiny-b"))
-        pool.unload("tiny-a")
+        run(pool.load("tiny-a"))  # no pin given: it stays pinned
+        assert pool.find("tiny-a").is_pinned
+        run(pool.load("tiny-a", pin=False))  # unpinned, it is evicted for the next one
+        run(pool.get("tiny-b"))
+        assert list(pool.entries) == ["tiny-b:1"]
+        pool.unload("tiny-b")
         busy = run(pool.acquire("tiny-b", 1))
         with pytest.raises(ServiceUnavailable):
             run(pool.get("tiny-a"))

@@ -27,6 +27,10 @@ Console.onReady(() => {
         cli: "# " + t("no_pin_command") + "\nllmos serve --model " + ref,
         sdk: sdk('load("' + ref + '", pin=True)'), curl: post + json({ pin: true }),
       },
+      unpin: {
+        cli: "# " + t("no_pin_command"),
+        sdk: sdk('load("' + ref + '", pin=False)'), curl: post + json({ pin: false }),
+      },
       "keep-alive": {
         cli: "# " + t("no_keep_alive_command") + "\nllmos serve --keep-alive " + keepAlive,
         sdk: sdk('load("' + ref + '", keep_alive=' + keepAlive + ")"), curl: post + json({ keep_alive: keepAlive }),
@@ -51,7 +55,8 @@ Console.onReady(() => {
     $("eq-curl").textContent = s.curl;
   }
   async function act(action, ref, button) {
-    const body = action === "pin" ? { pin: true } : action === "keep-alive" ? { keep_alive: keepAliveOf(ref) } : null;
+    const body = action === "pin" || action === "unpin" ? { pin: action === "pin" }
+      : action === "keep-alive" ? { keep_alive: keepAliveOf(ref) } : null;
     const verb = action === "unload" ? "unload" : "load";
     button.disabled = true;
     status.textContent = t(verb === "load" ? "loading" : "unloading") + " " + ref + "…";
@@ -85,8 +90,7 @@ Console.onReady(() => {
       type: "number", class: "seconds", "data-keep-alive": m.ref, "aria-label": t("keep_alive_seconds"),
       title: t("keep_alive_seconds"), value: String(ps ? (ps.keep_alive == null ? -1 : ps.keep_alive) : 300), // -1: forever
     });
-    const pin = button("pin", t("pin"));
-    if (ps && ps.pinned) pin.disabled = true;
+    const pin = ps && ps.pinned ? button("unpin", t("unpin")) : button("pin", t("pin"));
     return el("div", { class: "actions" }, [button(loadOrUnload, t(loadOrUnload)), pin, seconds, button("keep-alive", t("keep_alive"))]);
   }
 
