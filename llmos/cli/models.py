@@ -141,6 +141,7 @@ def _show_rows(mv: ModelVersion) -> list[tuple[str, str]]:
         ("kind", str(m.kind)),
         ("architecture", f"{m.architecture} ({m.model_type})"),
         ("parameters", format_count(m.parameters)),
+        ("shape", ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in mv.shape().items()) or "-"),
         ("format", f"{m.format}, {m.dtype}"),
         ("context length", str(m.context_length or "-")),
         ("chat template", "yes" if m.has_chat_template else "no"),
@@ -174,7 +175,12 @@ def show(
     mv = open_registry(ctx).resolve(ref)
     evaluations = _evaluations(ctx, mv.ref)
     if as_json:
-        extra = {"aliases": list(mv.aliases), "path": str(mv.path), "evaluations": evaluations}
+        extra = {
+            "aliases": list(mv.aliases),
+            "path": str(mv.path),
+            "shape": mv.shape(),
+            "evaluations": evaluations,
+        }
         print_json({**mv.manifest.to_dict(), **extra})
         return
     print_fields(_show_rows(mv))

@@ -137,7 +137,12 @@ async def gc(request: Request, body: GcRequest | None = None) -> dict[str, Any]:
 @router.get("/models/{name:path}", **requires("models:read"))
 async def show_model(name: str, request: Request) -> dict[str, Any]:
     mv = await asyncio.to_thread(_with_registry, request, lambda r: r.resolve(name))
-    return {**_describe(mv, _pool(request)), "path": str(mv.path), "manifest": mv.manifest.to_dict()}
+    return {
+        **_describe(mv, _pool(request)),
+        "path": str(mv.path),
+        "shape": mv.shape(),  # layers, heads, kv_heads, hidden_size, vocab_size
+        "manifest": mv.manifest.to_dict(),
+    }
 
 
 @router.delete("/models/{name:path}", **requires("models:write"))

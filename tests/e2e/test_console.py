@@ -925,6 +925,14 @@ def test_the_explain_page_draws_attributions_attention_and_the_logit_lens_the_ap
     page.screenshot(path=str(_screenshot_dir() / "explain-logit-lens.png"), full_page=True)
 
     page.select_option("#explain-method", "attention")  # shows the layer and head pickers
+    # their ranges come from the model's shape in GET /api/models/{ref}: the tiny llama's 2 x 4
+    assert server.get("/api/models/tiny").json()["shape"]["layers"] == 2
+    page.wait_for_selector("#explain-shape:has-text('2 layers · 4 heads')")
+    assert (page.get_attribute("#explain-layer", "max"), page.get_attribute("#explain-head", "max")) == (
+        "1",
+        "3",
+    )
+    assert page.get_attribute("#explain-layer", "placeholder") == "last (0–1)"
     page.fill("#explain-layer", "0")
     page.fill("#explain-head", "1")
     _run_explain(page, "attention")

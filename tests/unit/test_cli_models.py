@@ -70,6 +70,16 @@ def test_show_prints_the_manifest(cli, imported: Path) -> None:  # noqa: ANN001
         assert expected in result.output
     manifest = json.loads(cli("show", "tiny:1", "--json").output)
     assert manifest["version"] == 1 and manifest["architecture"] == "LlamaForCausalLM"
+    # the shape, as the folder's config.json has it
+    config = json.loads((imported / "config.json").read_text())
+    assert manifest["shape"] == {
+        "layers": config["num_hidden_layers"],
+        "heads": config["num_attention_heads"],
+        "kv_heads": config["num_key_value_heads"],
+        "hidden_size": config["hidden_size"],
+        "vocab_size": config["vocab_size"],
+    }
+    assert f"layers {config['num_hidden_layers']}, heads {config['num_attention_heads']}" in result.output
 
 
 def test_rm_with_yes_removes(cli, imported: Path, home: Path) -> None:  # noqa: ANN001

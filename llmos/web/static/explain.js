@@ -143,6 +143,27 @@ Console.onReady(() => {
     }
   }
 
+  // The layer and head pickers' ranges from the model's shape (GET /api/models/{ref}: layers,
+  // heads); negative layers count from the last, as the API takes them.
+  let shapeOf = "";
+  async function shape() {
+    const ref = $("explain-model").value.trim();
+    if (!ref || ref === shapeOf || !Console.allows("models:read")) return;
+    shapeOf = ref;
+    const info = await Console.json("/api/models/" + encodeURIComponent(ref)).catch(() => null);
+    const facts = (info && info.shape) || {};
+    const layer = $("explain-layer"), head = $("explain-head");
+    if (facts.layers) {
+      layer.min = String(-facts.layers); layer.max = String(facts.layers - 1);
+      layer.placeholder = t("explain_last") + " (0–" + (facts.layers - 1) + ")";
+    } else { layer.removeAttribute("max"); layer.min = "0"; layer.placeholder = t("explain_last"); }
+    if (facts.heads) {
+      head.max = String(facts.heads - 1);
+      head.placeholder = t("explain_mean") + " (0–" + (facts.heads - 1) + ")";
+    } else { head.removeAttribute("max"); head.placeholder = t("explain_mean"); }
+    $("explain-shape").textContent = facts.layers ? facts.layers + " " + t("explain_layers") + " · " + facts.heads + " " + t("explain_heads") : "";
+  }
+
   const params = new URLSearchParams(location.search);
   for (const [name, id] of [["model", "explain-model"], ["method", "explain-method"], ["prompt", "explain-prompt"], ["target", "explain-target"]]) {
     if (params.has(name)) $(id).value = params.get(name);
@@ -153,6 +174,7 @@ Console.onReady(() => {
   }
   form.addEventListener("submit", (event) => { event.preventDefault(); run(); });
   form.addEventListener("input", () => equivalent(body())); // the commands follow the form as it is typed
+  $("explain-model").addEventListener("change", () => shape());
   showFields();
-  models().then(() => equivalent(body()));
+  models().then(() => { equivalent(body()); return shape(); });
 });
