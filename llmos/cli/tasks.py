@@ -19,9 +19,8 @@ import typer
 from llmos.cli.console import Column, console, err_console, handles_errors, print_json, print_rows
 from llmos.cli.run import LOCAL_HELP, MODEL_HELP, VERBOSE_HELP, _is_verbose, open_model
 from llmos.errors import InvalidRequest
+from llmos.tasks.spec import main_field
 
-# The task's main text goes into this input field; every other task takes "text".
-MAIN_FIELD = {"qa": "question", "code": "task"}
 KNOWN = ("translate", "summarize", "qa", "classify", "sentiment", "ner", "pos", "tokenize", "code")
 BATCH = 16  # items per request with --in: big enough for the engine to batch, small for progress
 
@@ -29,7 +28,7 @@ BATCH = 16  # items per request with --in: big enough for the engine to batch, s
 def _item(task: str, text: str | None, flags: dict[str, Any]) -> dict[str, Any]:
     """One input item from the main text and the flags that apply to ``task`` (unset ones left out
     so the task's own defaults apply)."""
-    item: dict[str, Any] = {} if text is None else {MAIN_FIELD.get(task, "text"): text}
+    item: dict[str, Any] = {} if text is None else {main_field(task): text}
     relevant = {
         "translate": ("to", "source"),
         "summarize": ("max_words",),
@@ -51,7 +50,7 @@ def _read_items(path: Path, task: str, flags: dict[str, Any]) -> list[dict[str, 
     items = []
     for number, row in read_jsonl(path):
         if isinstance(row, str):
-            row = {MAIN_FIELD.get(task, "text"): row}
+            row = {main_field(task): row}
         if not isinstance(row, dict):
             raise InvalidRequest(f"{path}:{number}: expected an object or a string")
         items.append({**_item(task, None, flags), **row})

@@ -29,12 +29,13 @@ from pydantic import BaseModel, Field
 from llmos.access.scopes import Principal
 from llmos.batch import BatchInfo, BatchLine, BatchStore, Progress, parse_input, result_line
 from llmos.batch.files import UPLOAD_PURPOSES, epoch
+from llmos.batch.from_dataset import DatasetTaskBatch, input_lines, plan
 from llmos.batch.jobs import MAX_ERRORS_SHOWN
 from llmos.config import Settings
 from llmos.engine.request import BATCH_PRIORITY
-from llmos.errors import InvalidRequest, LLMOSError
+from llmos.errors import Forbidden, InvalidRequest, LLMOSError
 from llmos.server.access import AccessControl, audit, current_principal
-from llmos.server.auth import requires
+from llmos.server.auth import check_model, requires
 from llmos.server.middleware import INTERNAL_BATCH, INTERNAL_PRINCIPAL, INTERNAL_PRIORITY
 from llmos.store.tables import utcnow
 
@@ -153,6 +154,48 @@ async def create_batch(body: BatchCreate, request: Request) -> dict[str, Any]:
     )
     request.app.state.batch_runner.wake()
     return batch.to_openai()
+
+
+class DatasetBatchCreate(BaseModel):
+    """Body of POST /api/datasets/{name}/task-batch: run one NLP task over a dataset version."""
+
+    task: str = Field(min_length=1, max_length=32, description="translate, summarize, qa, classify, …")
+    model: str = Field(min_length=1, max_length=256)
+    column: str | None = Field(
+        None, min_length=1, max_length=128, description="default: the task's main field"
+    )
+    split: str | None = Field(None, min_length=1, max_length=32, description="default: every split in order")
+    options: dict[str, Any] = Field(default_factory=dict, description="the task's other input fields")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1, le=32768)
+    limit: int | None = Field(None, ge=1, le=1_000_000, description="only the first rows")
+
+
+@router.post("/api/datasets/{name}/task-batch", **requires("datasets"))
+async def dataset_task_batch(name: str, body: DatasetBatchCreate, request: Request) -> dict[str, Any]:
+    """A batch of ``/v1/tasks/{task}`` requests, one per row of the version (``custom_id``
+    ``row-<id>``): its input file is written from the store and it starts at once, as an uploaded
+    one would (the key needs the inference scope too, and may use the model)."""
+    principal = current_principal()
+    if not principal.allows("inference"):
+        raise Forbidden(f"This key ({principal.key_id}) lacks the 'inference' scope a task batch runs under.")
+    check_model(request, body.model)
+    settings = request.app.state.settings
+    spec = DatasetTaskBatch(name, **body.model_dump())
+    planned = await asyncio.to_thread(plan, spec, settings)
+    batches = _batches(request)
+    source = await asyncio.to_thread(
+        batches.files.put,
+        input_lines(planned, settings),
+        filename=planned.filename,
+        purpose="batch",
+        key_id=principal.key_id,
+    )
+    batch = await asyncio.to_thread(
+        batches.create, source.id, spec.endpoint, "24h", planned.metadata(), principal.key_id, _owner()
+    )
+    request.app.state.batch_runner.wake()
+    return {**batch.to_openai(), "num_rows": planned.num_rows}
 
 
 @router.get("/v1/batches", **requires("inference"))

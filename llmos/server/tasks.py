@@ -18,6 +18,7 @@ from llmos.monitor.requests import current_request
 from llmos.runtime.model_runtime import ModelRuntime
 from llmos.server.auth import check_model, requires
 from llmos.tasks import TASKS, TaskSpec, run_task
+from llmos.tasks.spec import main_field
 
 MAX_ITEMS = 256
 
@@ -56,6 +57,7 @@ class TaskResponse(BaseModel):
 class TaskInfo(BaseModel):
     name: str
     version: str
+    main_field: str = Field(description="the input field that holds the main text (a dataset column's)")
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
 
@@ -160,6 +162,7 @@ async def list_tasks() -> list[TaskInfo]:
         TaskInfo(
             name=s.name,
             version=s.version,
+            main_field=main_field(s.name),
             input_schema=s.input_model.model_json_schema(),
             output_schema=s.output_schema,
         )

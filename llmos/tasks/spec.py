@@ -32,6 +32,15 @@ class Generation:
 Plan = Generator[list[Generation], list["Completion"], dict[str, Any]]
 
 
+# the input field a task's main text goes in (the CLI's TEXT, a dataset column); all others take "text"
+MAIN_FIELD = {"qa": "question", "code": "task"}
+
+
+def main_field(task: str) -> str:
+    """The input field of ``task`` that holds its main text."""
+    return MAIN_FIELD.get(task, "text")
+
+
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
     """A versioned task: its input model (one item), its output schema (one item) and its plan."""

@@ -577,6 +577,34 @@ def test_the_tokenize_form_shows_each_token_with_its_boundaries_and_id(admin_tab
     )
 
 
+def test_a_task_runs_on_a_dataset_as_a_batch_whose_lines_match_the_task_route(admin_tab: Tab) -> None:
+    server = admin_tab.server
+    page = admin_tab.open("/ui/tasks?task=sentiment")
+    page.wait_for_selector("#dataset-run:not([hidden])")
+    page.select_option("#task-model", "bpe")
+    page.select_option("#run-dataset", "notes:1")
+    assert page.input_value("#run-column") == "text"  # the task's main field, a column of notes
+    page.fill("#run-limit", "3")
+    curl = page.text_content("#run-curl")
+    assert f"{server.url}/api/datasets/notes:1/task-batch" in curl and '"limit":3' in curl
+    page.click("#run-dataset-go")
+    page.wait_for_selector("#run-batch-status:has-text('completed')", timeout=120_000)
+    assert page.text_content("#run-counts") == "3 / 3"
+    batch_id = page.text_content("#run-batch")
+    assert page.get_attribute("#run-batch", "href") == f"/ui/batches?id={batch_id}"
+    batch = server.get(f"/v1/batches/{batch_id}").json()
+    assert batch["metadata"] == {"dataset": "notes:1", "split": "all", "task": "sentiment", "column": "text"}
+    content = server.get(f"/v1/files/{batch['output_file_id']}/content").text.splitlines()
+    outputs = {line["custom_id"]: line["response"]["body"] for line in map(json.loads, content)}
+    assert sorted(outputs) == ["row-1", "row-2", "row-3"]
+    for i in (1, 2, 3):  # each line answers as the task route answers that row's text
+        assert outputs[f"row-{i}"]["results"][0]["output"] == _task(
+            server, "sentiment", {"text": NOTES[i - 1]["text"]}
+        )
+    page.screenshot(path=str(_screenshot_dir() / "tasks-dataset-batch.png"), full_page=True)
+    assert not admin_tab.errors and not admin_tab.blocked
+
+
 def _chat_line(custom_id: str, content: str, **body: Any) -> dict[str, Any]:
     return {"custom_id": custom_id, "body": {"messages": [{"role": "user", "content": content}], **body}}
 

@@ -338,3 +338,96 @@ def test_files_and_batches_belong_to_their_key_and_a_revoked_key_stops_its_batch
         [line] = _content(c, failed["error_file_id"], root)
         assert line["response"]["status_code"] == 401
         assert line["response"]["body"]["error"]["code"] == "key_revoked"
+
+
+NOTES = [f"note {i}: the printer on floor {i} jams again and again" for i in range(1, 6)]
+
+
+def test_a_dataset_runs_as_a_task_batch_whose_lines_answer_as_the_task_route_does(
+    client: TestClient, settings: Settings, tmp_path: Path
+) -> None:
+    from llmos import data
+
+    source = tmp_path / "notes.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in NOTES))
+    data.import_file(source, "notes", "text", settings=settings)
+    body = {"task": "summarize", "model": "tiny", "max_tokens": 4, "options": {"max_words": 5}, "limit": 4}
+    response = client.post("/api/datasets/notes/task-batch", json=body)
+    assert response.status_code == 200, response.json()
+    batch = response.json()
+    assert batch["endpoint"] == "/v1/tasks/summarize" and batch["num_rows"] == 4
+    assert batch["metadata"] == {"dataset": "notes:1", "split": "all", "task": "summarize", "column": "text"}
+    done = _wait(client, batch["id"])
+    assert done["status"] == "completed" and done["request_counts"] == {
+        "total": 4,
+        "completed": 4,
+        "failed": 0,
+    }
+    lines = _content(client, batch["input_file_id"])
+    assert [line["custom_id"] for line in lines] == ["row-1", "row-2", "row-3", "row-4"]
+    assert lines[0]["body"]["input"] == {"max_words": 5, "text": NOTES[0]}
+    outputs = {line["custom_id"]: line["response"] for line in _content(client, done["output_file_id"])}
+    for i, text in enumerate(NOTES[:4], start=1):
+        direct = client.post(
+            "/v1/tasks/summarize",
+            json={
+                "model": "tiny",
+                "input": {"text": text, "max_words": 5},
+                "max_tokens": 4,
+                "temperature": 0,
+            },
+        ).json()
+        assert outputs[f"row-{i}"]["status_code"] == 200
+        assert outputs[f"row-{i}"]["body"]["results"][0]["output"] == direct["results"][0]["output"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"task": "summarize", "model": "tiny", "column": "body"}, 400, "no column 'body'"),
+        ({"task": "summarize", "model": "tiny", "split": "test"}, 400, "no split 'test'"),
+        ({"task": "classify", "model": "tiny"}, 400, "labels"),
+        ({"task": "tokenize", "model": "tiny"}, 400, "runs no model"),
+        ({"task": "dance", "model": "tiny"}, 400, "unknown task 'dance'"),
+    ],
+)
+def test_a_bad_task_batch_is_one_clear_error_and_stores_nothing(
+    client: TestClient, settings: Settings, tmp_path: Path, body: dict, status: int, fragment: str
+) -> None:
+    from llmos import data
+
+    source = tmp_path / "notes.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in NOTES))
+    data.import_file(source, "notes", "text", settings=settings)
+    response = client.post("/api/datasets/notes/task-batch", json=body)
+    assert response.status_code == status, response.json()
+    assert fragment in response.json()["error"]["message"]
+    assert client.get("/v1/batches").json()["data"] == [] and client.get("/v1/files").json()["data"] == []
+    missing = client.post("/api/datasets/ghost/task-batch", json={"task": "summarize", "model": "tiny"})
+    assert missing.status_code == 404
+
+
+def test_a_task_batch_needs_the_inference_scope_and_the_model_beside_datasets(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from llmos import data
+
+    source = tmp_path / "notes.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in NOTES))
+    data.import_file(source, "notes", "text", settings=settings)
+    keys = KeyStore(settings)
+    _, curator = keys.create("curator", scopes=["datasets"], actor="test")
+    _, limited = keys.create("limited", scopes=["datasets", "inference"], models=["other"], actor="test")
+    keys.close()
+    settings.api_keys = "root-key"
+    body = {"task": "summarize", "model": "tiny"}
+    with TestClient(create_app(settings)) as c:
+        refused = c.post(
+            "/api/datasets/notes/task-batch", json=body, headers={"Authorization": f"Bearer {curator}"}
+        )
+        assert refused.status_code == 403 and "'inference' scope" in refused.json()["error"]["message"]
+        other = c.post(
+            "/api/datasets/notes/task-batch", json=body, headers={"Authorization": f"Bearer {limited}"}
+        )
+        assert other.status_code == 403
+        assert c.get("/v1/batches", headers={"Authorization": "Bearer root-key"}).json()["data"] == []

@@ -1,7 +1,9 @@
 // Tasks: a form per task built from its input schema (GET /v1/tasks), run with POST /v1/tasks/{task}.
 // NER entities are marked in the text, POS tags sit in a row under the words, tokenize shows each
 // token's boundaries and id; every other task shows its output fields. Offsets from the server are
-// in code points, so the text is indexed as an array of code points, not UTF-16 units.
+// in code points, so the text is indexed as an array of code points, not UTF-16 units. "Run on a
+// dataset" sends the same task and options over every row of a dataset version as a batch
+// (POST /api/datasets/{ref}/task-batch) and follows its progress (GET /v1/batches/{id}).
 "use strict";
 Console.onReady(() => {
   const { el, t } = Console;
@@ -121,6 +123,82 @@ Console.onReady(() => {
     }
   }
 
+  // --- run on a dataset ----------------------------------------------------------------------
+  let datasets = new Map();
+  function fill(select, values, keep) {
+    const before = select.value;
+    select.replaceChildren(...values.map(([value, text]) => el("option", { value, text })));
+    if (keep && values.some(([v]) => v === before)) select.value = before;
+  }
+  function chooseDataset() {
+    const v = datasets.get($("run-dataset").value);
+    if (!v) return;
+    fill($("run-split"), [["", t("all_splits")], ...Object.keys(v.splits).map((s) => [s, s + " (" + v.splits[s].rows + ")"])], true);
+    const main = (tasks.get($("task").value) || {}).main_field || "text";
+    fill($("run-column"), v.columns.filter((c) => c !== "id").map((c) => [c, c]), true);
+    if (v.columns.includes(main) && !$("run-column").dataset.touched) $("run-column").value = main;
+    datasetCommand();
+  }
+  function datasetBody() {
+    const spec = tasks.get($("task").value) || {};
+    const options = input();
+    delete options[spec.main_field || "text"]; // each row's column takes its place
+    const body = { task: $("task").value, model: $("task-model").value, column: $("run-column").value, options,
+      temperature: Number($("task-temperature").value || 0) };
+    if ($("run-split").value) body.split = $("run-split").value;
+    if ($("run-limit").value) body.limit = Number($("run-limit").value);
+    return body;
+  }
+  function datasetCommand() {
+    if (!$("run-dataset").value) return;
+    const auth = Console.who().auth === "key" ? ' -H "Authorization: Bearer $LLMOS_API_KEY"' : "";
+    $("run-curl").textContent = "curl -X POST" + auth + ' -H "Content-Type: application/json" ' + location.origin +
+      "/api/datasets/" + $("run-dataset").value + "/task-batch -d '" + JSON.stringify(datasetBody()).replace(/'/g, "'\\''") + "'";
+  }
+  async function follow(id) {
+    for (;;) {
+      const b = await Console.json("/v1/batches/" + encodeURIComponent(id));
+      const c = b.request_counts || { total: 0, completed: 0, failed: 0 };
+      $("run-batch-status").textContent = b.status;
+      $("run-bar").max = Math.max(1, c.total);
+      $("run-bar").value = c.completed + c.failed;
+      $("run-counts").textContent = c.completed + " / " + c.total + (c.failed ? " · " + c.failed + " " + t("failed") : "");
+      if (["completed", "failed", "cancelled", "expired"].includes(b.status)) return b;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+  async function runOnDataset() {
+    $("run-error").textContent = "";
+    $("run-dataset-go").disabled = true;
+    try {
+      const ref = $("run-dataset").value;
+      const batch = await Console.json("/api/datasets/" + encodeURIComponent(ref) + "/task-batch", { method: "POST", json: datasetBody() });
+      $("run-progress").hidden = false;
+      $("run-batch").textContent = batch.id;
+      $("run-batch").href = "/ui/batches?id=" + encodeURIComponent(batch.id);
+      await follow(batch.id);
+    } catch (err) {
+      $("run-error").textContent = String(err.message || err);
+    } finally {
+      $("run-dataset-go").disabled = false;
+    }
+  }
+  async function startDatasets() {
+    if (!Console.allows("datasets") || !Console.allows("inference")) return;
+    const data = await Console.json("/api/datasets");
+    datasets = new Map(data.datasets.map((v) => [v.ref, v]));
+    if (!datasets.size) return;
+    fill($("run-dataset"), [...datasets.keys()].map((ref) => [ref, ref]));
+    $("dataset-run").hidden = false;
+    chooseDataset();
+  }
+  $("run-dataset").addEventListener("change", chooseDataset);
+  $("run-column").addEventListener("change", () => { $("run-column").dataset.touched = "1"; datasetCommand(); });
+  $("dataset-form").addEventListener("input", datasetCommand);
+  $("dataset-form").addEventListener("change", datasetCommand);
+  $("task-form").addEventListener("input", datasetCommand);
+  $("dataset-form").addEventListener("submit", (event) => { event.preventDefault(); runOnDataset(); });
+
   async function start() {
     const [models, list] = await Promise.all([Console.json("/v1/models"), Console.json("/v1/tasks")]);
     $("task-model").replaceChildren(...models.data.map((m) => el("option", { value: m.id, text: m.id })));
@@ -129,10 +207,12 @@ Console.onReady(() => {
     const wanted = new URLSearchParams(location.search).get("task");
     if (wanted && tasks.has(wanted)) $("task").value = wanted;
     form();
+    await startDatasets();
   }
   $("task").addEventListener("change", () => {
     history.replaceState(null, "", "?task=" + encodeURIComponent($("task").value));
     form();
+    chooseDataset();
   });
   $("task-form").addEventListener("submit", (event) => { event.preventDefault(); run(); });
   start().catch((err) => { $("task-status").textContent = String(err); });
