@@ -24,6 +24,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -603,6 +604,48 @@ def test_a_task_runs_on_a_dataset_as_a_batch_whose_lines_match_the_task_route(ad
         )
     page.screenshot(path=str(_screenshot_dir() / "tasks-dataset-batch.png"), full_page=True)
     assert not admin_tab.errors and not admin_tab.blocked
+
+
+MERKEL = "Angela Merkel visited Paris in 2019."
+
+
+def test_the_ner_form_highlights_the_spans_a_real_model_found(
+    browser: Any, live_server: str, qwen_home: Path
+) -> None:
+    """Against the suite's real server (no keys) with Qwen: each entity the API returns is one
+    <mark> over exactly its characters, with its label."""
+    tab = Tab(browser, SimpleNamespace(url=live_server), key=None)  # type: ignore[arg-type]
+    try:
+        page = tab.open("/ui/tasks?task=ner")
+        page.wait_for_selector("#task-model option[value^=qwen]", state="attached")
+        qwen = page.get_attribute("#task-model option[value^=qwen]", "value")
+        page.select_option("#task-model", qwen)
+        page.fill("#task-in-text", MERKEL)
+        page.click("#run-task")
+        page.wait_for_selector("#task-view[data-task=ner]", timeout=300_000)
+        body = {"model": qwen, "input": {"text": MERKEL}, "temperature": 0}
+        answer = httpx.post(f"{live_server}/v1/tasks/ner", json=body, timeout=300).json()
+        entities = sorted(answer["results"][0]["output"]["entities"], key=lambda e: e["start"])
+        marks = page.eval_on_selector_all(
+            "#task-view mark",
+            "ms => ms.map(m => [m.dataset.label, Number(m.dataset.start), Number(m.dataset.end),"
+            " m.firstChild.textContent, m.querySelector('.tag').textContent])",
+        )
+        assert marks == [
+            [e["label"], e["start"], e["end"], MERKEL[e["start"] : e["end"]], e["label"]] for e in entities
+        ]
+        assert ["PER", 0, 13, "Angela Merkel", "PER"] in marks  # the model found her, and the page marks her
+        # the text around the marks is the text as typed
+        shown = page.eval_on_selector(
+            "#task-view .ner",
+            "p => [...p.childNodes].map(n => n.nodeType === 3 ? n.textContent : n.firstChild.textContent)"
+            ".join('')",
+        )
+        assert shown == MERKEL
+        page.screenshot(path=str(_screenshot_dir() / "tasks-ner.png"))
+        assert not tab.errors and not tab.blocked
+    finally:
+        tab.close()
 
 
 def _chat_line(custom_id: str, content: str, **body: Any) -> dict[str, Any]:
