@@ -1,22 +1,28 @@
-"""Training jobs over HTTP (``/api/jobs``): start, list, show with the loss curve, follow the log
-from an offset, cancel and resume. Jobs run in their own processes; these routes only read and
-write the job store."""
+"""Training jobs over HTTP (``/api/jobs``): start, list, show with the loss curve, stream the curve
+as it grows (server-sent events), follow the log from an offset, cancel and resume. Jobs run in
+their own processes; these routes only read and write the job store."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from llmos.server.access import audit
 from llmos.server.auth import requires
 from llmos.train.config import TrainConfig
-from llmos.train.jobs import JobStore, cancel_job, start_job
+from llmos.train.jobs import FINISHED, JobStore, cancel_job, start_job
 
 router = APIRouter(prefix="/api/jobs", tags=["training"])
+
+EVENTS_POLL_SECONDS = 0.5  # how often a stream looks for new steps (jobs write them from elsewhere)
+HEARTBEAT_SECONDS = 15.0  # a comment line this often keeps idle proxies from closing the stream
+EVENT_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _jobs(request: Request) -> JobStore:
@@ -53,7 +59,67 @@ async def show_job(job_id: str, request: Request, after: int = Query(0, ge=0)) -
     store = _jobs(request)
     job = await asyncio.to_thread(store.get, job_id)
     curve = await asyncio.to_thread(store.curve, job_id, after)
-    return {**job.to_dict(), "losses": [(p.step, p.loss) for p in curve], "curve": [asdict(p) for p in curve]}
+    return {
+        **job.to_dict(),
+        "losses": [(p.step, p.loss) for p in curve],
+        "curve": [p.to_dict() for p in curve],
+    }
+
+
+def _event(name: str, data: dict[str, Any], event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+@router.get("/{job_id}/events", response_class=StreamingResponse, **requires("training"))
+async def job_events(job_id: str, request: Request, after: int = Query(0, ge=0)) -> StreamingResponse:
+    """The job's curve as server-sent events while it grows: ``step`` (a ``curve`` point, with
+    ``tokens_per_second``; its id is the step) for every step after ``after`` (or the
+    ``Last-Event-ID`` a reconnecting client sends), ``status`` (the job) when it changes, ``reset``
+    when a resumed run redoes steps already sent (the client drops its points after ``step``), and
+    ``end`` once the job is finished, after its last step. 404 for an unknown job."""
+    store = _jobs(request)
+    await asyncio.to_thread(store.get, job_id)  # JobNotFound before the stream starts
+    resume_from = request.headers.get("last-event-id", "")
+    after = int(resume_from) if resume_from.isdigit() else after
+    pool = getattr(request.app.state, "pool", None)
+
+    async def events() -> AsyncIterator[str]:
+        status: str | None = None
+        since: datetime | None = None
+        last = 0  # the newest step sent
+        quiet = 0.0
+        first = True
+        while True:
+            job = await asyncio.to_thread(store.get, job_id)  # before the steps: a finished job's are all in
+            changed = await asyncio.to_thread(store.changes, job_id, since)
+            for written, point in changed:
+                if written is not None and (since is None or written > since):
+                    since = written
+                if first:
+                    if point.step <= after:  # the client has these
+                        last = max(last, point.step)
+                        continue
+                elif point.step <= last:  # a resumed run redoes steps already sent
+                    yield _event("reset", {"step": point.step - 1})
+                yield _event("step", point.to_dict(), point.step)
+                last = point.step
+            first = False
+            if job.status != status:
+                status = job.status
+                yield _event("status", job.to_dict())
+            if job.status in FINISHED:
+                yield _event("end", {"status": job.status, "step": last})
+                return
+            if getattr(pool, "is_draining", False):  # the server is stopping: the client reconnects
+                return
+            quiet = 0.0 if changed else quiet + EVENTS_POLL_SECONDS
+            if quiet >= HEARTBEAT_SECONDS:
+                quiet = 0.0
+                yield ": still running\n\n"
+            await asyncio.sleep(EVENTS_POLL_SECONDS)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=EVENT_HEADERS)
 
 
 @router.get("/{job_id}/logs", **requires("training"))

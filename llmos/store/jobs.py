@@ -35,7 +35,7 @@ class TrainJobRow(Base):
 
 
 class TrainMetricRow(Base):
-    """One logged step of a job: loss, learning rate and the seconds the step took."""
+    """One logged step of a job: loss, learning rate, the seconds the step took and its input tokens."""
 
     __tablename__ = "train_metrics"
 
@@ -45,3 +45,8 @@ class TrainMetricRow(Base):
     loss: Mapped[float] = mapped_column(Float)
     lr: Mapped[float] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
+    tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the step's input tokens
+    # when it was written: a follower reads what changed since (a resumed run rewrites steps)
+    recorded_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, default=utcnow
+    )

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 BASELINE = "0001"  # the schema of llmos 0.1.0, made by create_all before migrations existed
-HEAD = "0004"  # the newest revision (a test checks it against the scripts)
+HEAD = "0005"  # the newest revision (a test checks it against the scripts)
 VERSION_TABLE = "alembic_version"
 _PG_LOCK_KEY = 0x6C6C6D6F73  # "llmos": the advisory lock id migrations hold on PostgreSQL
 

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -54,12 +54,21 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class StepMetric:
-    """One logged optimizer step: its loss, learning rate and the seconds the step took."""
+    """One logged optimizer step: its loss, learning rate, the seconds it took and the input
+    tokens it trained on (``None`` for steps logged before releases counted them)."""
 
     step: int
     loss: float
     lr: float
     seconds: float
+    tokens: int | None = None
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return round(self.tokens / self.seconds, 1) if self.tokens and self.seconds > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "tokens_per_second": self.tokens_per_second}
 
 
 def _alive(pid: int | None) -> bool:
@@ -116,13 +125,24 @@ class JobStore:
                 setattr(row, key, value)
             row.updated_at = utcnow()
 
-    def record_step(self, job_id: str, step: int, total: int, loss: float, lr: float, seconds: float) -> None:
+    def record_step(
+        self,
+        job_id: str,
+        step: int,
+        total: int,
+        loss: float,
+        lr: float,
+        seconds: float,
+        tokens: int | None = None,
+    ) -> None:
         with self.store.session() as session:
             # A resumed run redoes the steps after its checkpoint: keep only the latest curve.
             stale = select(TrainMetricRow).where(TrainMetricRow.job_id == job_id, TrainMetricRow.step >= step)
             for old in session.scalars(stale):
                 session.delete(old)
-            session.add(TrainMetricRow(job_id=job_id, step=step, loss=loss, lr=lr, seconds=seconds))
+            session.add(
+                TrainMetricRow(job_id=job_id, step=step, loss=loss, lr=lr, seconds=seconds, tokens=tokens)
+            )
             row = session.get(TrainJobRow, job_id)
             assert row is not None
             row.step, row.total_steps, row.loss, row.updated_at = step, total, loss, utcnow()
@@ -132,10 +152,38 @@ class JobStore:
 
     def curve(self, job_id: str, after_step: int = 0) -> list[StepMetric]:
         """The logged steps after ``after_step``, in step order (a follower asks only for new ones)."""
-        columns = (TrainMetricRow.step, TrainMetricRow.loss, TrainMetricRow.lr, TrainMetricRow.seconds)
+        columns = (
+            TrainMetricRow.step,
+            TrainMetricRow.loss,
+            TrainMetricRow.lr,
+            TrainMetricRow.seconds,
+            TrainMetricRow.tokens,
+        )
         query = select(*columns).where(TrainMetricRow.job_id == job_id, TrainMetricRow.step > after_step)
         with self.store.session() as session:
             return [StepMetric(*row) for row in session.execute(query.order_by(TrainMetricRow.step))]
+
+    def changes(self, job_id: str, since: datetime | None = None) -> list[tuple[datetime | None, StepMetric]]:
+        """``(written at, step)`` of the steps written after ``since``, oldest first — with
+        ``since`` None, the whole curve in step order. A resumed run rewrites the steps after its
+        checkpoint, so a follower sees a step again when it is redone."""
+        columns = (
+            TrainMetricRow.recorded_at,
+            TrainMetricRow.step,
+            TrainMetricRow.loss,
+            TrainMetricRow.lr,
+            TrainMetricRow.seconds,
+            TrainMetricRow.tokens,
+        )
+        query = select(*columns).where(TrainMetricRow.job_id == job_id)
+        if since is None:
+            query = query.order_by(TrainMetricRow.step)
+        else:
+            query = query.where(TrainMetricRow.recorded_at > since).order_by(
+                TrainMetricRow.recorded_at, TrainMetricRow.step
+            )
+        with self.store.session() as session:
+            return [(row[0], StepMetric(*row[1:])) for row in session.execute(query)]
 
 
 def start_job(jobs: JobStore, job: Job, *, resume: bool = False) -> int:

@@ -34,7 +34,7 @@ def _worker_loop(spec: dict[str, Any]) -> None:
         job_id = spec["job"]
 
         def on_step(log: Any, total: int) -> None:
-            jobs.record_step(job_id, log.step, total, log.loss, log.lr, log.seconds)
+            jobs.record_step(job_id, log.step, total, log.loss, log.lr, log.seconds, log.tokens)
 
     out_dir = Path(spec["out_dir"])
     summary = run_training(

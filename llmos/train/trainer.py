@@ -38,6 +38,7 @@ class StepLog:
     loss: float
     lr: float
     seconds: float
+    tokens: int = 0  # input tokens of the step's global batch (prompt and answer): tokens/s
 
 
 @dataclass
@@ -137,6 +138,7 @@ class Trainer:
         start = time.perf_counter()
         indices = self.batch_indices(self.step)
         num_tokens = sum(self.train_set[i].num_label_tokens for i in indices)
+        num_inputs = sum(len(self.train_set[i].input_ids) for i in indices)
         self.model.train()
         total = torch.zeros((), device=self.device)
         for examples in self._micro_batches(indices):
@@ -153,7 +155,7 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        log = StepLog(self.step, float(total) / num_tokens, lr, time.perf_counter() - start)
+        log = StepLog(self.step, float(total) / num_tokens, lr, time.perf_counter() - start, num_inputs)
         self.history.append(log)
         return log
 

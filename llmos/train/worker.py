@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     def on_step(log: StepLog, total: int) -> None:
-        jobs.record_step(job.id, log.step, total, log.loss, log.lr, log.seconds)
+        jobs.record_step(job.id, log.step, total, log.loss, log.lr, log.seconds, log.tokens)
         print(f"step {log.step}/{total} loss {log.loss:.4f} lr {log.lr:.2e} ({log.seconds:.2f}s)", flush=True)
         if os.environ.get(CRASH_POINT_ENV) == f"train_after_step_{log.step}":  # tests: die like kill -9
             os.kill(os.getpid(), signal.SIGKILL)

@@ -761,6 +761,8 @@ def test_a_job_started_from_the_training_form_draws_its_curve_while_it_runs(
     )
     yaml = page.text_content("#train-yaml").splitlines()
     assert yaml[:2] == ['base: "tiny"', f'data: "{home / "qa.jsonl"}"']
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
     page.click("#train-start")
     page.wait_for_selector("#job[data-status=running]", timeout=30_000)
     job_id = page.text_content("#job-id")
@@ -780,6 +782,13 @@ def test_a_job_started_from_the_training_form_draws_its_curve_while_it_runs(
     page.wait_for_function(f"() => Training.data('loss')[0].length === {len(steps)}")
     assert page.evaluate("Training.data('loss')") == [list(steps), list(losses)]
     assert page.evaluate("Training.data('lr')") == [list(steps), [p["lr"] for p in job["curve"]]]
+    tps = page.evaluate("Training.data('tps')")
+    assert tps == [list(steps), [p["tokens_per_second"] for p in job["curve"]]] and all(v > 0 for v in tps[1])
+    # the curve came over one server-sent event stream, not a poll of the job per second
+    assert [u for u in requested if f"/api/jobs/{job_id}/events" in u] == [
+        f"{server.url}/api/jobs/{job_id}/events"
+    ]
+    assert not [u for u in requested if f"/api/jobs/{job_id}?" in u]
     assert f"step {steps[-1]}/5000" in page.text_content("#job-log")
     page.wait_for_selector(f"tr[data-job='{job_id}'][data-status=cancelled]")
 

@@ -181,6 +181,16 @@ def test_jobs_over_http_start_show_and_follow(setup: tuple[Settings, Path]) -> N
             assert time.monotonic() < deadline
             time.sleep(0.3)
         assert shown["status"] == "succeeded" and [s for s, _ in shown["losses"]] == [1, 2, 3]
+        # each step counts the input tokens of its batch of 2 examples, and their rate
+        for point in shown["curve"]:
+            assert point["tokens"] > 2 and point["tokens_per_second"] == round(
+                point["tokens"] / point["seconds"], 1
+            )
+        # a finished job's event stream sends its whole curve, its status, then the end
+        events = _events(client, f"/api/jobs/{started['id']}/events")
+        assert [name for name, _ in events] == ["step", "step", "step", "status", "end"]
+        assert [data for name, data in events if name == "step"] == shown["curve"]
+        assert events[3][1]["status"] == "succeeded" and events[4][1] == {"status": "succeeded", "step": 3}
         logs = client.get(f"/api/jobs/{started['id']}/logs")
         assert "step 3/3" in logs.text and int(logs.headers["X-Next-Offset"]) == len(logs.content)
         assert client.get(f"/api/jobs/{started['id']}/logs", params={"offset": len(logs.content)}).text == ""
@@ -204,9 +214,69 @@ def test_jobs_over_http_show_the_lr_curve_after_a_step_and_the_config_schema(
     with TestClient(create_app(settings)) as client:
         shown = client.get(f"/api/jobs/{job.id}").json()
         assert shown["losses"] == [[1, 2.0], [2, 1.0], [3, 2.0 / 3]]
-        assert shown["curve"][1] == {"step": 2, "loss": 1.0, "lr": 2e-3, "seconds": 1.0}
+        assert shown["curve"][1] == {
+            "step": 2, "loss": 1.0, "lr": 2e-3, "seconds": 1.0, "tokens": None, "tokens_per_second": None
+        }  # fmt: skip
         later = client.get(f"/api/jobs/{job.id}", params={"after": 2}).json()
         assert [p["step"] for p in later["curve"]] == [3] and later["losses"] == [[3, 2.0 / 3]]
         schema = client.get("/api/jobs/schema").json()
         assert schema["required"] == ["base", "data"]
         assert schema["properties"]["lora_r"]["default"] == 8
+
+
+def _events(client: object, path: str, **kwargs: object) -> list[tuple[str, dict]]:
+    """(event, data) of a server-sent event stream, read to its end."""
+    found = []
+    with client.stream("GET", path, **kwargs) as response:  # type: ignore[attr-defined]
+        assert response.status_code == 200 and response.headers["content-type"].startswith(
+            "text/event-stream"
+        )
+        name = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                found.append((name, json.loads(line.removeprefix("data: "))))
+    return found
+
+
+def test_a_running_jobs_event_stream_sends_each_step_as_it_lands_and_a_reset_when_steps_are_redone(
+    setup: tuple[Settings, Path],
+) -> None:
+    import os
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from llmos.server.app import create_app
+
+    settings, data = setup
+    jobs = JobStore(settings)
+    job = jobs.create(_config(data))
+    jobs.update(job.id, status="running", pid=os.getpid())  # alive: the stream follows it
+    jobs.record_step(job.id, 1, 4, loss=4.0, lr=1e-3, seconds=0.5, tokens=100)
+
+    def train_elsewhere() -> None:  # what a job process does meanwhile, a step at a time
+        for step, loss in ((2, 3.0), (3, 2.0), (2, 2.5), (3, 1.5), (4, 1.0)):  # 2 and 3 redone (a resume)
+            time.sleep(0.7)
+            jobs.record_step(job.id, step, 4, loss=loss, lr=1e-3, seconds=0.5, tokens=100)
+        time.sleep(0.7)
+        jobs.update(job.id, status="succeeded")
+
+    writer = threading.Thread(target=train_elsewhere)
+    with TestClient(create_app(settings)) as client:
+        writer.start()
+        events = _events(client, f"/api/jobs/{job.id}/events")
+        writer.join()
+        steps = [(d["step"], d["loss"]) for name, d in events if name == "step"]
+        assert steps == [(1, 4.0), (2, 3.0), (3, 2.0), (2, 2.5), (3, 1.5), (4, 1.0)]
+        names = [name for name, _ in events]
+        assert names == ["step", "status", "step", "step", "reset", "step", "step", "step", "status", "end"]
+        assert events[4] == ("reset", {"step": 1})  # the client drops what it has after step 1
+        assert events[1][1]["status"] == "running" and events[8][1]["status"] == "succeeded"
+        assert events[-1] == ("end", {"status": "succeeded", "step": 4})
+        assert all(d["tokens_per_second"] == 200.0 for name, d in events if name == "step")
+        # a client reconnecting after step 3 gets only what came after it
+        again = _events(client, f"/api/jobs/{job.id}/events", headers={"Last-Event-ID": "3"})
+        assert [d["step"] for name, d in again if name == "step"] == [4]
+        assert client.get("/api/jobs/nope/events").status_code == 404

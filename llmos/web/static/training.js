@@ -1,8 +1,10 @@
-// Training: the jobs of /api/jobs, one job's loss and learning-rate curves (uPlot, x = step) with a
-// second run overlaid, its log tail (GET /logs?offset=, X-Next-Offset) and cancel / resume. While a
-// shown run is running the page polls every second and asks only for the steps after the last one
-// it has (?after=N). The start form is built from GET /api/jobs/schema (TrainConfig) and shows the
-// equivalent `llmos train` command and YAML file. ?job=ID selects a job, &compare=ID overlays one.
+// Training: the jobs of /api/jobs, one job's loss, learning-rate and tokens-per-second curves
+// (uPlot, x = step) with a second run overlaid, its log tail (GET /logs?offset=, X-Next-Offset) and
+// cancel / resume. Each shown run's curve arrives as server-sent events (GET /api/jobs/{id}/events,
+// read with fetch so the API key goes in a header): every step as it is logged, then `end`. While a
+// job runs the list and the log are polled every second. The start form is built from GET
+// /api/jobs/schema (TrainConfig) and shows the equivalent `llmos train` command and YAML file.
+// ?job=ID selects a job, &compare=ID overlays one.
 "use strict";
 Console.onReady(() => {
   const { el, t } = Console;
@@ -20,23 +22,72 @@ Console.onReady(() => {
   function jobPath(id, tail) { return "/api/jobs/" + encodeURIComponent(id) + (tail || ""); }
 
   // --- curves ------------------------------------------------------------------------------------
-  async function follow(id) {
-    // New steps since the last poll; a run that starts again (resume) redoes steps: start over.
-    let curve = curves.get(id);
-    const after = curve ? curve.steps[curve.steps.length - 1] || 0 : 0;
-    const job = await Console.json(jobPath(id, "?after=" + after));
-    if (!curve || (curve.status !== "running" && job.status === "running" && after)) {
-      curve = { steps: [], loss: [], lr: [] };
-      curves.set(id, curve);
-      if (after) return follow(id);
+  const streams = new Map();  // job id -> AbortController of its event stream
+  let drawQueued = false;
+  function queueDraw() {
+    if (drawQueued) return;
+    drawQueued = true;
+    requestAnimationFrame(() => { drawQueued = false; drawAll(); });
+  }
+  function onEvent(id, curve, name, data) {
+    if (name === "step") {
+      curve.steps.push(data.step);
+      curve.loss.push(data.loss);
+      curve.lr.push(data.lr);
+      curve.tps.push(data.tokens_per_second);
+      queueDraw();
+    } else if (name === "reset") {  // a resumed run redoes the steps after its checkpoint
+      const keep = curve.steps.findIndex((step) => step > data.step);
+      if (keep >= 0) for (const field of ["steps", "loss", "lr", "tps"]) curve[field].length = keep;
+      queueDraw();
+    } else if (name === "status") {
+      curve.status = data.status;
+      if (id === state.selected) show(data);
     }
-    curve.status = job.status;
-    for (const point of job.curve) {
-      curve.steps.push(point.step);
-      curve.loss.push(point.loss);
-      curve.lr.push(point.lr);
+  }
+  async function stream(id) {
+    // The whole curve from step 0, then each new step; resolves when the job ends or it is closed.
+    if (streams.has(id)) return;
+    const controller = new AbortController();
+    streams.set(id, controller);
+    const curve = { status: null, steps: [], loss: [], lr: [], tps: [] };
+    curves.set(id, curve);
+    try {
+      const response = await Console.api(jobPath(id, "/events"), { signal: controller.signal });
+      if (!response.ok) throw new Error(response.status + " " + response.statusText);
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
+          let name = "message", data = "";
+          for (const line of block.split("\n")) {
+            if (line.startsWith("event:")) name = line.slice(6).trim();
+            else if (line.startsWith("data:")) data += line.slice(5).trim();
+          }
+          if (data) onEvent(id, curve, name, JSON.parse(data));
+        }
+      }
+    } catch (err) {
+      if (err.name !== "AbortError") $("jobs-status").textContent = String(err.message || err);
+    } finally {
+      if (streams.get(id) === controller) streams.delete(id);
+      queueDraw();
     }
-    return job;
+  }
+  function streamShown() {
+    // open a stream for each shown run that has none (a finished one sends its curve and ends)
+    const shown = [state.selected, state.compare].filter(Boolean);
+    for (const [id, controller] of streams) if (!shown.includes(id)) controller.abort();
+    for (const id of shown) {
+      const curve = curves.get(id);
+      if (!streams.has(id) && (!curve || curve.status === "running" || curve.status === null)) stream(id);
+    }
   }
   function aligned(ids, field) {
     // uPlot wants one x column: the union of the runs' steps, null where a run has no point.
@@ -71,6 +122,7 @@ Console.onReady(() => {
   function drawAll() {
     draw("loss", $("loss-chart"), "loss");
     draw("lr", $("lr-chart"), "lr");
+    draw("tps", $("tps-chart"), "tps");
   }
   window.addEventListener("resize", () => {
     for (const [name, p] of Object.entries(plots)) p.plot.setSize({ width: Math.max(240, $(name + "-chart").clientWidth), height: 220 });
@@ -125,6 +177,7 @@ Console.onReady(() => {
     if (state.compare === id) state.compare = null;
     state.logOffset = 0;
     $("job-log").textContent = "";
+    curves.delete(id);  // read again from step 0: a job started again since may have new steps
     remember();
     compareOptions();
     await refresh();
@@ -160,12 +213,16 @@ Console.onReady(() => {
       await list();
       running = state.jobs.some((j) => j.status === "running");
       if (state.selected) {
-        const [job] = await Promise.all([follow(state.selected), state.compare && follow(state.compare), logTail(state.selected)]);
-        show(job);
-        drawAll();
-        // the list was read a moment before the job: poll once more until the two agree
-        const listed = state.jobs.find((j) => j.id === job.id);
-        running = running || job.status === "running" || (listed && listed.status !== job.status);
+        const listed = state.jobs.find((j) => j.id === state.selected);
+        if (listed) {
+          show(listed);
+          const curve = curves.get(listed.id);
+          if (curve && listed.status === "running" && curve.status !== "running" && !streams.has(listed.id)) {
+            curves.delete(listed.id);  // resumed since its stream ended: follow it again
+          }
+        }
+        streamShown();
+        await logTail(state.selected);
       }
     } catch (err) {
       $("jobs-status").textContent = String(err.message || err);
