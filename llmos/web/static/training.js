@@ -43,6 +43,8 @@ Console.onReady(() => {
     } else if (name === "status") {
       curve.status = data.status;
       if (id === state.selected) show(data);
+    } else if (name === "end" && id === state.selected) {
+      refresh();  // once more: the list's row and the log's last lines
     }
   }
   async function stream(id) {
