@@ -5,9 +5,11 @@ inputs this is 1.5-3x faster than ``F.linear`` on a plain bf16 weight and gives 
 results; the plain weight is dropped, so memory stays the same.
 
 ``Linear.quantize_int8()`` (opt-in, ``EngineConfig.quantization = "int8"``) keeps the weight as
-int8 with one symmetric scale per output channel. Decode-sized inputs run torch's weight-only
-kernel ``aten._weight_int8pack_mm`` (bf16 activations: its fp32 path is ~10x slower); larger
-inputs dequantize the weight and use ``F.linear``, which wins there (docs/benchmarks.md).
+int8 with one symmetric scale per output channel. Decode-sized fp32 inputs on an AVX2 CPU run the
+native kernel of ``layers.q8`` (activations quantized per block of 32: 2-4x faster than fp32
+``F.linear`` at one row); other decode-sized inputs run torch's weight-only kernel
+``aten._weight_int8pack_mm`` (bf16 activations: its fp32 path is ~10x slower); larger inputs
+dequantize the weight and use ``F.linear``, which wins there (docs/benchmarks.md).
 
 bf16 matmuls on CPU run through oneDNN, which builds (and keeps, up to 1024 per cache) a
 primitive for every new input shape — ~0.4 MB each for these layers. A server sees a new row
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from llmos.layers import q8
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +99,9 @@ def packed_linear(x: Tensor, packed: Tensor, bias: Tensor | None = None) -> Tens
 # Up to this many rows the int8 kernel beats dequantize + F.linear (AMD EPYC AVX-512, docs/benchmarks.md:
 # ~10x at 1 row, ~2.5x at 8, ~0.6x at 64); decode steps of a few sequences fall under it.
 INT8_KERNEL_MAX_ROWS = 16
+# Up to this many fp32 rows the native q8 kernel beats fp32 F.linear (AVX2 AMD EPYC, 1 thread: 2.0x at
+# 1 row, 2.1x at 4, 1.5x at 8, a tie at 16; docs/benchmarks.md).
+Q8_KERNEL_MAX_ROWS = 8
 
 
 @dataclass(slots=True)
@@ -103,6 +110,7 @@ class Int8Weight:
 
     qweight: Tensor
     scales: Tensor
+    scales_f32: Tensor  # the same scales in float32 (the native kernel's)
 
     @classmethod
     def quantize(cls, weight: Tensor) -> Int8Weight:
@@ -110,8 +118,8 @@ class Int8Weight:
         w = weight.detach().float()
         # round the scales to bf16 first (the kernel's dtype) so the int8 values fit the scales used
         scales = (w.abs().amax(dim=1) / 127).clamp(min=1e-8).to(torch.bfloat16)
-        qweight = torch.round(w / scales.float()[:, None]).clamp(-127, 127).to(torch.int8)
-        return cls(qweight, scales)
+        qweight = torch.round(w / scales.float()[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+        return cls(qweight, scales, scales.float().contiguous())
 
     def dequantize(self, dtype: torch.dtype) -> Tensor:
         return self.qweight.to(dtype) * self.scales.to(dtype)[:, None]
@@ -120,6 +128,9 @@ class Int8Weight:
 def int8_linear(x: Tensor, weight: Int8Weight, bias: Tensor | None = None) -> Tensor:
     """``F.linear(x, weight.dequantize())`` in ``x``'s dtype, by the faster kernel for its rows."""
     rows = x.reshape(-1, x.shape[-1])
+    if x.dtype == torch.float32 and rows.shape[0] <= Q8_KERNEL_MAX_ROWS and q8.supports(rows, rows.shape[1]):
+        out = q8.q8_linear(rows, weight.qweight, weight.scales_f32).view(*x.shape[:-1], -1)
+        return out if bias is None else out + bias
     if rows.shape[0] > INT8_KERNEL_MAX_ROWS:
         return linear(x, weight.dequantize(x.dtype), bias)
     out = torch.ops.aten._weight_int8pack_mm(

@@ -1,0 +1,157 @@
+"""A native int8 linear for decode-sized fp32 inputs on x86 CPUs with AVX2 (``q8_kernel.c``).
+
+torch's own weight-only int8 kernel (``aten._weight_int8pack_mm``) is ~10x slower on fp32 than on
+bf16 activations, and an AVX2-only CPU (many AMD EPYC and desktop parts) has no fast bf16 either,
+so fp32 decode there ran on fp32 weights: ~540 MB read per SmolLM2 token. This kernel reads the
+int8 weights (a quarter of that) and multiplies them with activations quantized on the fly per
+block of 32 (llama.cpp's Q8_0 scheme for activations), in int32 with AVX2.
+
+The C source is compiled once with the system C compiler (``cc -O3 -mavx2 -mfma``) into
+``$LLMOS_KERNEL_DIR`` (default ``~/.cache/llmos/kernels``), named by the source's digest, through a
+temporary file renamed into place, and loaded with ctypes (which lets go of the GIL during the
+call). Without a compiler, on another CPU, or with ``LLMOS_NATIVE_KERNELS=0``, ``available()`` is
+False and callers keep torch's kernels.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("q8_kernel.c")
+FLAGS = ("-O3", "-mavx2", "-mfma", "-fPIC", "-shared")
+BLOCK = 32  # activation values per quantization block: k must be a multiple
+DISABLE_ENV = "LLMOS_NATIVE_KERNELS"
+DIR_ENV = "LLMOS_KERNEL_DIR"
+
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+_tried = False
+
+
+def _cpu_has_avx2_fma() -> bool:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return {"avx2", "fma"} <= flags
+    except OSError:
+        return False
+    return False
+
+
+def _kernel_dir() -> Path:
+    return Path(os.environ.get(DIR_ENV) or Path.home() / ".cache" / "llmos" / "kernels")
+
+
+def _build() -> Path | None:
+    """The compiled library's path (built now if missing), or None when it cannot be built here."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        logger.info("no C compiler: the native int8 kernel is off (fp32 int8 decode uses torch's)")
+        return None
+    source = SOURCE.read_bytes()
+    digest = hashlib.sha256(source + " ".join(FLAGS).encode()).hexdigest()[:16]
+    target = _kernel_dir() / f"q8-{digest}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".q8-", suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run(
+            [compiler, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            logger.warning("could not build the native int8 kernel: %s", done.stderr.strip()[-500:])
+            return None
+        os.replace(tmp, target)  # another process may have won the race: the same bytes
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _load() -> ctypes.CDLL | None:
+    global _library, _tried
+    with _lock:
+        if _tried:
+            return _library
+        _tried = True
+        if os.environ.get(DISABLE_ENV, "1") == "0" or not _cpu_has_avx2_fma():
+            return None
+        try:
+            path = _build()
+            if path is None:
+                return None
+            library = ctypes.CDLL(str(path))
+        except (OSError, subprocess.SubprocessError) as exc:
+            logger.warning("native int8 kernel unavailable: %s", exc)
+            return None
+        fn = library.q8_linear
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        fn.argtypes = [ptr, i64, i64, ptr, ptr, i64, i64, i64, ptr, ptr, ptr]
+        fn.restype = None
+        _library = library
+        return _library
+
+
+def available() -> bool:
+    """Whether the native kernel runs here (built on first use)."""
+    return _load() is not None
+
+
+def supports(x: Tensor, k: int) -> bool:
+    """Whether ``q8_linear`` takes this input: CPU, and a width it can block."""
+    return x.device.type == "cpu" and k % BLOCK == 0 and available()
+
+
+def q8_linear(x: Tensor, qweight: Tensor, scales: Tensor) -> Tensor:
+    """``x @ (qweight * scales[:, None]).T`` in float32 for ``x`` ``[m, k]`` (any float dtype, cast
+    to fp32), ``qweight`` ``[n, k]`` int8 in [-127, 127] and ``scales`` ``[n]`` float32."""
+    library = _load()
+    assert library is not None, "q8_linear without the native kernel: check available() first"
+    x = x.to(torch.float32).contiguous()
+    m, k = x.shape
+    n = qweight.shape[0]
+    assert qweight.dtype == torch.int8 and qweight.is_contiguous() and qweight.shape[1] == k
+    assert scales.dtype == torch.float32 and scales.is_contiguous()
+    out = torch.empty(m, n, dtype=torch.float32)
+    xq = torch.empty(m, k, dtype=torch.int8)
+    x_scales = torch.empty(m, k // BLOCK, dtype=torch.float32)
+    with torch.profiler.record_function("llmos::q8_linear"):
+        library.q8_linear(
+            x.data_ptr(), m, k, qweight.data_ptr(), scales.data_ptr(), 0, n, n,
+            out.data_ptr(), xq.data_ptr(), x_scales.data_ptr(),
+        )  # fmt: skip
+    return out
+
+
+def reference(x: Tensor, qweight: Tensor, scales: Tensor) -> Tensor:
+    """What ``q8_linear`` computes, in torch: x quantized per block of 32, exact int products,
+    the block and row scales applied after (for tests)."""
+    x = x.to(torch.float32)
+    m, k = x.shape
+    blocks = x.view(m, k // BLOCK, BLOCK)
+    d = blocks.abs().amax(dim=-1, keepdim=True) / 127.0  # float32, as in C
+    inverse = torch.where(d > 0, 1.0 / torch.where(d > 0, d, 1.0), 0.0)
+    q = torch.round(blocks * inverse)
+    w = qweight.to(torch.float64).view(-1, k // BLOCK, BLOCK)
+    per_block = torch.einsum("mbi,nbi->mnb", q.to(torch.float64), w)  # exact integers
+    return (per_block * d.view(m, 1, -1).to(torch.float64)).sum(-1).float() * scales.float()
