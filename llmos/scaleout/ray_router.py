@@ -6,20 +6,30 @@ state of its own at module level: what it decides goes to ``ledger`` (imported b
 
 from __future__ import annotations
 
-from ray.serve.request_router import PendingRequest, RequestRouter, RunningReplica
+import time
+
+from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
 
 from llmos.scaleout import ledger
 from llmos.scaleout.routing import ReplicaLoad, Router, prefix_hashes
 
+# A decision counts toward its replica's load until Ray says it sent that request
+# (``on_send_request``), or for at most this long (a replica that refused it): a burst of requests is
+# decided before Ray counts the first one as sent, and without this every request of the burst saw
+# the same loads and went to the same replica (it happened in a full test run).
+PENDING_SECONDS = 2.0
+
 
 class LlmosRequestRouter(RequestRouter):
     """Ray Serve's request router, deciding with ``llmos.scaleout.Router``: loads come from the
-    router's own count of requests in flight per replica, else the replica's routing stats."""
+    router's own count of requests in flight per replica (else the replica's routing stats), plus
+    the decisions it made that Ray has not sent yet."""
 
     def initialize_state(self, policy: str = "least_loaded", deployment: str = "") -> None:  # type: ignore[override]
         self.router = Router(policy)
         self.deployment = deployment
         self._known: set[str] = set()
+        self._pending: list[tuple[float, str]] = []  # (when, replica id) of decisions not sent yet
 
     def update_replicas(self, replicas: list[RunningReplica]) -> None:
         super().update_replicas(replicas)
@@ -31,13 +41,30 @@ class LlmosRequestRouter(RequestRouter):
             self.router.forget(gone)
         self._known = live
 
-    def _load(self, replica: RunningReplica) -> ReplicaLoad:
+    def _load(self, replica: RunningReplica, pending: dict[str, int]) -> ReplicaLoad:
         key = replica.replica_id.unique_id
         in_flight = self._replica_queue_len_cache.get(replica.replica_id)
         if in_flight is not None:
-            return ReplicaLoad(key, running=in_flight)
+            return ReplicaLoad(key, running=in_flight, waiting=pending.get(key, 0))
         stats = replica.routing_stats
-        return ReplicaLoad(key, stats.get("num_running", 0), stats.get("num_waiting", 0))
+        return ReplicaLoad(
+            key, stats.get("num_running", 0), stats.get("num_waiting", 0) + pending.get(key, 0)
+        )
+
+    def _pending_counts(self, now: float) -> dict[str, int]:
+        self._pending = [(when, key) for when, key in self._pending if now - when < PENDING_SECONDS]
+        counts: dict[str, int] = {}
+        for _, key in self._pending:
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def on_send_request(self, replica_id: ReplicaID) -> None:
+        super().on_send_request(replica_id)  # Ray counts it from here on
+        key = replica_id.unique_id
+        for i, (_, pending) in enumerate(self._pending):
+            if pending == key:
+                del self._pending[i]
+                break
 
     async def choose_replicas(
         self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
@@ -50,7 +77,10 @@ class LlmosRequestRouter(RequestRouter):
         if not candidates:
             return []
         prefix = prefix_hashes(kwargs.get("prompt_token_ids", ()))
-        decision = self.router.choose([self._load(r) for r in candidates], prefix)
+        now = time.monotonic()
+        pending = self._pending_counts(now)
+        decision = self.router.choose([self._load(r, pending) for r in candidates], prefix)
+        self._pending.append((now, decision.replica_id))
         if "request_id" in kwargs:
             ledger.LEDGER.record(kwargs["request_id"], decision)
         chosen = [r for r in candidates if r.replica_id.unique_id == decision.replica_id]

@@ -147,8 +147,10 @@ def test_the_cli_json_prints_the_serialized_manifest(
         **_stored_row(registry, mv),
         "aliases": ["latest"],
         "path": str(mv.path),
+        "shape": mv.shape(),
         "evaluations": [],
     }
+    assert shown["shape"]["layers"] == json.loads((mv.path / "config.json").read_text())["num_hidden_layers"]
     m = _stored_row(registry, mv)
     old_summary = {
         "name": "tiny", "version": 1, "ref": "tiny:1", "aliases": ["latest"], "digest": m["digest"],
