@@ -134,9 +134,11 @@ Console.onReady(() => {
     clearTimeout(state.timer);
     let running = false;
     try {
+      // The selected batch is read before the list and shown after it, so the list is never
+      // older than the detail beside it (a batch shown completed is completed in its row too).
+      const b = state.selected ? await Console.json("/v1/batches/" + encodeURIComponent(state.selected)) : null;
       running = await list();
-      if (state.selected) {
-        const b = await Console.json("/v1/batches/" + encodeURIComponent(state.selected));
+      if (b) {
         show(b);
         running = running || !FINAL.includes(b.status);
       }
