@@ -45,7 +45,9 @@ def _wait(jobs: JobStore, job: Job, timeout: float = 120) -> Job:
     return current
 
 
-def test_a_job_runs_in_its_own_process_and_records_its_curve(setup: tuple[Settings, Path], tmp_path: Path) -> None:
+def test_a_job_runs_in_its_own_process_and_records_its_curve(
+    setup: tuple[Settings, Path], tmp_path: Path
+) -> None:
     settings, _ = setup
     # one pair repeated: every step sees the same batch, so the first and last losses compare
     # like for like (on the mixed file they differ by which pairs a step drew)
