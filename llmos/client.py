@@ -230,6 +230,10 @@ class Client:
         """The models loaded on the server now."""
         return list(self.request("GET", "/api/ps")["models"])
 
+    def catalog(self) -> list[dict[str, Any]]:
+        """The models the server can pull by name, each with the versions of it already in its store."""
+        return list(self.request("GET", "/api/catalog")["models"])
+
     def pull(self, name: str, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Have the server pull ``name``; ``progress`` gets each status line. Returns the last line."""
         last: dict[str, Any] = {}

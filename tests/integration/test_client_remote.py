@@ -80,6 +80,15 @@ def test_structured_output_choice_and_json_schema(model: RemoteModel) -> None:
     assert isinstance(json.loads(text)["capital"], str)
 
 
+def test_the_catalog_names_what_the_servers_store_has_pulled(live_server: str) -> None:
+    with llmos.connect(live_server) as client:
+        catalog = {entry["name"]: entry for entry in client.catalog()}
+        stored = {m["ref"] for m in client.models()}
+    # the suite's store pulled SmolLM2 and MiniLM from the catalog; each version it lists is stored
+    assert catalog["smollm2-135m-instruct"]["pulled"] and catalog["all-minilm-l6-v2"]["kind"] == "embedding"
+    assert {ref for entry in catalog.values() for ref in entry["pulled"]} <= stored
+
+
 def test_unknown_model_raises_model_not_found(live_server: str) -> None:
     with llmos.connect(live_server) as client, pytest.raises(ModelNotFound, match="nope"):
         client.model("nope").generate_text("hi", max_tokens=2)

@@ -63,6 +63,25 @@ def test_empty_list_suggests_pull(cli) -> None:  # noqa: ANN001
     assert result.exit_code == 0 and "llmos pull" in result.output
 
 
+def test_catalog_lists_what_pull_knows_and_what_the_store_has_of_it(
+    cli,
+    tiny_chat_folder: Path,  # noqa: ANN001
+) -> None:
+    from llmos.registry import load_catalog
+
+    result = cli("catalog", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert set(rows) == set(load_catalog()) and rows["all-minilm-l6-v2"]["kind"] == "embedding"
+    assert all(row["pulled"] == [] for row in rows.values())
+    # a version stored under a catalog name is that entry's (what `llmos pull` would have made)
+    assert cli("import", str(tiny_chat_folder), "--name", "gemma3-270m", "--no-check").exit_code == 0
+    table = cli("catalog").output
+    (line,) = [line for line in table.splitlines() if "gemma3-270m" in line]
+    assert "gemma3" in line and "gemma3-270m:1" in line and "base" in line
+    assert "qwen" in table
+
+
 def test_show_prints_the_manifest(cli, imported: Path) -> None:  # noqa: ANN001
     result = cli("show", "tiny")
     assert result.exit_code == 0

@@ -143,6 +143,21 @@ def test_native_model_routes(client: TestClient) -> None:
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
 
 
+def test_the_catalog_lists_each_entry_with_its_versions_in_the_store(
+    client: TestClient, settings: Settings, tiny_chat_folder: Path
+) -> None:
+    from llmos.registry import load_catalog
+
+    rows = {row["name"]: row for row in client.get("/api/catalog").json()["models"]}
+    assert set(rows) == set(load_catalog()) and rows["qwen2.5-coder-0.5b-instruct"]["aliases"] == ["qwen"]
+    assert rows["all-minilm-l6-v2"]["pulled"] == []
+    registry = Registry(settings)
+    registry.import_path(tiny_chat_folder, "all-minilm-l6-v2")
+    registry.close()
+    rows = {row["name"]: row for row in client.get("/api/catalog").json()["models"]}
+    assert rows["all-minilm-l6-v2"]["pulled"] == ["all-minilm-l6-v2:1"]
+
+
 def test_pull_of_an_unknown_name_is_404_before_any_progress(client: TestClient) -> None:
     response = client.post("/api/pull", json={"name": "no-such-model"})
     assert response.status_code == 404

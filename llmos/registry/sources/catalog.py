@@ -44,6 +44,17 @@ class CatalogEntry:
     sha256: str | None = None
     defaults: SamplingDefaults = SamplingDefaults()
 
+    def summary(self) -> dict[str, object]:
+        """What a person choosing a model to pull wants to know (``GET /api/catalog``, ``llmos catalog``)."""
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "kind": self.kind,
+            "format": self.format,
+            "license": self.license,
+            "description": self.description,
+        }
+
 
 @cache
 def load_catalog() -> dict[str, CatalogEntry]:

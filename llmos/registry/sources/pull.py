@@ -73,7 +73,7 @@ def stage(
     """
     folder = work / "folder"
     if entry.format == "folder":
-        extract_folder(entry.parts[0], cache_dir, folder)
+        extract_folder(entry.parts[0], cache_dir, folder, progress)
         return folder, catalog_fields(entry)
     assert entry.filename and entry.sha256, f"catalog entry {entry.name} needs filename and sha256"
     gguf_dir = work / "gguf"

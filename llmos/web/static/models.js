@@ -2,7 +2,8 @@
 // keep-alive through the same API (pin and keep-alive are POST .../load bodies), and for each
 // action the equivalent CLI, Python SDK and curl. A row expands to the version's lineage: source,
 // parents, datasets, training run, evaluations (GET /api/models/{ref}, /api/evaluations?model=)
-// and the name's history (GET /api/models/{name}/history).
+// and the name's history (GET /api/models/{name}/history). Above the table, a model from the catalog
+// (GET /api/catalog) is pulled through POST /api/pull, whose NDJSON progress lines fill a bar.
 "use strict";
 Console.onReady(() => {
   const { el, t } = Console;
@@ -34,6 +35,12 @@ Console.onReady(() => {
       "keep-alive": {
         cli: "# " + t("no_keep_alive_command") + "\nllmos serve --keep-alive " + keepAlive,
         sdk: sdk('load("' + ref + '", keep_alive=' + keepAlive + ")"), curl: post + json({ keep_alive: keepAlive }),
+      },
+      pull: {
+        cli: "# " + t("pull_cli_note") + "\nllmos pull " + ref,
+        sdk: sdk('pull("' + ref + '", progress=print)'),
+        curl: "curl -X POST" + auth + " " + origin + "/api/pull -H \"Content-Type: application/json\" -d '" +
+          JSON.stringify({ name: ref }) + "'",
       },
       lineage: {
         cli: "llmos show " + ref + "\nllmos history " + name,
@@ -200,5 +207,90 @@ Console.onReady(() => {
       return [row, detailRow];
     }));
   }
+  // --- pull from the catalog --------------------------------------------------------------------
+  let catalog = [];
+  function describeEntry(entry) {
+    const where = entry.pulled.length ? t("in_store") + ": " + entry.pulled.join(", ") + " · " + t("pull_again") : t("not_in_store");
+    $("pull-about").textContent = [entry.kind, entry.license, entry.description].filter(Boolean).join(" · ") + " — " + where;
+  }
+  async function loadCatalog() {
+    try {
+      catalog = (await Console.json("/api/catalog")).models;
+    } catch (err) {
+      $("pull-error").textContent = String(err);
+      return;
+    }
+    const select = $("pull-name");
+    const chosen = select.value;
+    select.replaceChildren(...catalog.map((entry) => el("option", {
+      value: entry.name, text: entry.name + (entry.aliases.length ? " (" + entry.aliases.join(", ") + ")" : "") + (entry.pulled.length ? " ✓" : ""),
+    })));
+    if (chosen) select.value = chosen;
+    const entry = catalog.find((e) => e.name === select.value);
+    if (entry) describeEntry(entry);
+    $("pull-go").disabled = !Console.allows("models:write");
+  }
+  function showProgress(line) {
+    const bar = $("pull-bar");
+    const total = line.total || 0;
+    bar.max = total > 0 ? total : 1;
+    bar.value = total > 0 ? Math.min(line.completed || 0, total) : 0;
+    const amount = total > 0 ? Console.format.bytes(line.completed || 0) + " / " + Console.format.bytes(total) +
+      " (" + Math.floor((100 * (line.completed || 0)) / total) + "%)" : Console.format.bytes(line.completed || 0);
+    $("pull-text").textContent = t("pulling") + " " + (line.detail || "") + " · " + amount;
+  }
+  async function pull(name) {
+    const button = $("pull-go");
+    button.disabled = true;
+    $("pull-error").textContent = "";
+    $("pull-progress").hidden = false;
+    $("pull-bar").value = 0;
+    $("pull-text").textContent = t("pulling") + " " + name + "…";
+    equivalent("pull", name);
+    let outcome = null;
+    try {
+      const response = await Console.api("/api/pull", { method: "POST", json: { name, stream: true } });
+      if (!response.ok) {
+        const data = await response.json().catch(() => ({}));
+        throw new Error(response.status + ": " + ((data.error && data.error.message) || response.statusText));
+      }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n")) >= 0) {
+          const text = buffer.slice(0, cut).trim(); buffer = buffer.slice(cut + 1);
+          if (!text) continue;
+          const line = JSON.parse(text);
+          if (line.status === "pulling") showProgress(line);
+          else outcome = line;
+        }
+      }
+      if (!outcome) throw new Error(t("pull") + " " + name + ": no result");
+      if (outcome.status === "error") throw new Error((outcome.error && outcome.error.message) || JSON.stringify(outcome));
+      const bar = $("pull-bar");
+      bar.value = bar.max;
+      $("pull-text").textContent = t("pulled") + " " + outcome.model + " " + (outcome.digest || "").replace("sha256:", "").slice(0, 12);
+    } catch (err) {
+      $("pull-error").textContent = String(err.message || err);
+    } finally {
+      button.disabled = !Console.allows("models:write");
+    }
+    await Promise.all([refresh(), loadCatalog()]);
+  }
+  $("pull-name").addEventListener("change", () => {
+    const entry = catalog.find((e) => e.name === $("pull-name").value);
+    if (entry) describeEntry(entry);
+  });
+  $("pull-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    if ($("pull-name").value) pull($("pull-name").value);
+  });
+
   refresh();
+  loadCatalog();
 });
