@@ -140,7 +140,8 @@ class AsyncEngine:
                 self._wakeup.clear()
                 self._run_commands()
                 if not self.engine.has_unfinished():
-                    self._wakeup.wait()
+                    if not self.engine.idle_work():  # a piece of warm-up, then look for work again
+                        self._wakeup.wait()
                     continue
                 for out in self.engine.step():
                     self._dispatch(out)

@@ -63,6 +63,10 @@ class EngineConfig:
     # None: weights in ``dtype``; "int8": weight-only int8 projections (opt-in, lossy; the model
     # must be loaded with it: ``load_model(..., quantization=...)``).
     quantization: str | None = None
+    # bf16 on CPU: while idle, run each projection once at every row bucket a step can bring, so
+    # oneDNN builds its per-shape kernels (and their memory) after load, not during serving
+    # (ModelRunner.shape_warmup)
+    warm_shapes: bool = True
 
     def __post_init__(self) -> None:
         if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1 or self.max_model_len < 2:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +60,8 @@ class Engine:
         self.structured_output = structured_output
         self._ids = itertools.count()
         self._aborted: list[EngineOutput] = []
+        self._warmup: Iterator[int] | None = self.runner.shape_warmup()
+        self._warmup_calls, self._warmup_seconds = 0, 0.0
 
     @classmethod
     def from_model_dir(
@@ -120,6 +124,27 @@ class Engine:
 
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished or bool(self._aborted)
+
+    def idle_work(self) -> bool:
+        """One piece of the shape warm-up (``ModelRunner.shape_warmup``) for a loop with nothing
+        to step; False once there is none left. A failed warm-up is logged and dropped: it is an
+        optimisation, and the requests' own steps would meet the same fault with a clear error."""
+        if self._warmup is None:
+            return False
+        start = time.perf_counter()
+        try:
+            next(self._warmup)
+            self._warmup_calls += 1
+            return True
+        except StopIteration:
+            if self._warmup_calls:
+                logger.info("shape warm-up: %d matmuls in %.2f s", self._warmup_calls, self._warmup_seconds)
+        except Exception:
+            logger.warning("shape warm-up failed; kernels are built as requests need them", exc_info=True)
+        finally:
+            self._warmup_seconds += time.perf_counter() - start
+        self._warmup = None
+        return False
 
     def step(self) -> list[EngineOutput]:
         outputs, self._aborted = self._aborted, []

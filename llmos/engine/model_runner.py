@@ -8,9 +8,11 @@ K/V go and which cache slots form each sequence's context.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmos.engine.config import EngineConfig
@@ -18,6 +20,7 @@ from llmos.engine.outputs import ModelRunnerOutput, ScheduledRequest, SchedulerO
 from llmos.engine.request import Request
 from llmos.engine.structured_output import GrammarMatcher, allowed_token_mask
 from llmos.layers.attention import AttentionMetadata, DecodeGroup, PagedAttention, PrefillChunk
+from llmos.layers.linear import Linear, bucket_rows
 from llmos.layers.sampler import Penalty, SamplingBatch, sample
 
 logger = logging.getLogger(__name__)
@@ -44,6 +47,59 @@ class ModelRunner:
         self.bytes_per_block = self._bytes_per_block()  # K and V of one block, all layers
         self.num_blocks = config.num_blocks or self._default_num_blocks()
         self._allocate_kv_cache()
+
+    def shape_warmup(self) -> Iterator[int]:
+        """Each bf16 CPU projection once at every row bucket a step can bring (``layers.linear``),
+        one call per ``next()``, yielding the rows; the engine runs it while idle.
+
+        oneDNN builds and keeps a kernel for each new input shape (~0.4 MB each; ~180 MiB for
+        SmolLM2's four projection shapes at 64 buckets up to 1,024 rows). Built here, that memory is
+        there right after load, where a soak or the memory budget sees it, instead of growing
+        over the first hours of serving, and the build time is off the requests' path. Projection
+        shapes repeat across layers, so one module of each shape is enough; so is one causal prefill
+        attention per head layout at each bucket length (``layers.attention`` pads prefills to
+        them; its brgemm kernels are cached per thread, this one); the logits run at the buckets up
+        to ``max_num_seqs`` rows. int8 weights and other dtypes/devices have nothing to warm.
+        """
+        config = self.config
+        if not (config.warm_shapes and self.device.type == "cpu" and config.dtype == torch.bfloat16):
+            return
+        head = getattr(self.model, "lm_head", None)
+        layers: dict[tuple[int, int, bool, bool], Linear] = {}
+        for module in self.model.modules():
+            if isinstance(module, Linear) and module is not head and module.int8 is None:
+                key = (
+                    module.in_features,
+                    module.out_features,
+                    module.packed is not None,
+                    module.bias is not None,
+                )
+                layers.setdefault(key, module)
+        if not layers:  # the transformers fallback: its own layers
+            return
+        attentions = {
+            (a.num_heads, a.num_kv_heads, a.head_dim): a
+            for a in self.model.modules()
+            if isinstance(a, PagedAttention) and a.sliding_window <= 0
+        }
+        for rows in sorted({bucket_rows(n) for n in range(1, config.max_num_batched_tokens + 1)}):
+            for layer in layers.values():
+                with torch.inference_mode():
+                    layer(torch.zeros(rows, layer.in_features, dtype=config.dtype))
+                yield rows
+            for heads, kv_heads, head_dim in attentions:  # a first prefill of ``rows`` tokens
+                q = torch.zeros(1, heads, rows, head_dim, dtype=config.dtype)
+                kv = torch.zeros(1, kv_heads, rows, head_dim, dtype=config.dtype)
+                with torch.inference_mode():
+                    F.scaled_dot_product_attention(q, kv, kv, is_causal=True, enable_gqa=heads != kv_heads)
+                yield rows
+        embed = getattr(getattr(self.model, "model", None), "embed_tokens", None)
+        if config.quantization is None and isinstance(embed, nn.Embedding):
+            hidden = embed.embedding_dim
+            for rows in sorted({bucket_rows(n) for n in range(1, config.max_num_seqs + 1)}):
+                with torch.inference_mode():
+                    self.model.compute_logits(torch.zeros(rows, hidden, dtype=config.dtype))
+                yield rows
 
     def _bytes_per_block(self) -> int:
         m = self.model

@@ -193,6 +193,7 @@ def load_runtime(
         dtype=resolve_dtype(settings.dtype, device),
         device=device,
         quantization=quantization,
+        warm_shapes=settings.warm_shapes,
     )
 
     tokenizer = TextTokenizer.from_dir(path)
