@@ -56,6 +56,10 @@
     return quantile(q, now.map(([le, c]) => [le, c - (prev.get(le) || 0)]));
   }
 
+  function clockTime(seconds) {
+    return new Date(seconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  }
+
   class Rolling {
     // A uPlot chart of the last `points` polls, one line per series name.
     constructor(target, names, points) {
@@ -66,7 +70,9 @@
       this.plot = new uPlot({
         width, height: 180,
         series: [{}].concat(names.map((label, i) => ({ label, stroke: colors[i % colors.length], width: 2 }))),
-        axes: [{}, { size: 50 }],
+        // clock times only, spaced so labels never overlap (uPlot's default puts a date on the first tick)
+        axes: [{ space: 70, values: (u, ticks) => ticks.map(clockTime) }, { size: 50 }],
+        padding: [8, 28, 0, 28], // room for the first and last time labels at the edges
         // a fixed window (the last `points` polls of 2 s), so a new chart is not a blur of years
         scales: { x: { time: true, range: () => { const now = Date.now() / 1000; return [now - 2 * this.points, now]; } } },
         legend: { show: true },
