@@ -67,10 +67,16 @@ class EngineConfig:
     # oneDNN builds its per-shape kernels (and their memory) after load, not during serving
     # (ModelRunner.shape_warmup)
     warm_shapes: bool = True
+    # prompt-lookup speculative decoding (engine.speculative): up to this many drafted tokens are
+    # verified per step for greedy requests while at most ``speculative_max_num_seqs`` run; 0: off
+    num_speculative_tokens: int = 4
+    speculative_max_num_seqs: int = 4
 
     def __post_init__(self) -> None:
         if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1 or self.max_model_len < 2:
             raise ValueError("max_num_batched_tokens, max_num_seqs and max_model_len must be positive")
+        if self.num_speculative_tokens < 0 or self.speculative_max_num_seqs < 0:
+            raise ValueError("num_speculative_tokens and speculative_max_num_seqs must be >= 0 (0: off)")
         if self.quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization={self.quantization!r} is not one of {QUANTIZATIONS}")
         if self.quantization == "int8" and self.device.type != "cpu":  # torch's int8 kernel is CPU-only

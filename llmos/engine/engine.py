@@ -38,6 +38,8 @@ class EngineStats:
     num_preemptions: int
     kv_cache_reserved_bytes: int = 0  # the whole cache, allocated (not committed) at load
     kv_cache_committed_bytes: int = 0  # the part of it touched so far (see ModelRunner)
+    num_draft_tokens: int = 0  # speculative tokens verified since load (engine.speculative)
+    num_accepted_tokens: int = 0  # of which the model agreed with: each one a token for free
 
 
 class Engine:
@@ -174,6 +176,8 @@ class Engine:
             num_preemptions=self.scheduler.num_preemptions,
             kv_cache_reserved_bytes=self.runner.num_blocks * self.runner.bytes_per_block,
             kv_cache_committed_bytes=self.runner.kv_cache_committed_bytes(bm.num_touched_blocks),
+            num_draft_tokens=self.scheduler.num_draft_tokens,
+            num_accepted_tokens=self.scheduler.num_accepted_tokens,
         )
 
     def generate(

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from llmos.engine.config import EngineConfig
 from llmos.engine.outputs import ModelRunnerOutput, ScheduledRequest, SchedulerOutput, TokenLogprob
 from llmos.engine.request import Request
+from llmos.engine.speculative import accept
 from llmos.engine.structured_output import GrammarMatcher, allowed_token_mask
 from llmos.layers.attention import AttentionMetadata, DecodeGroup, PagedAttention, PrefillChunk
 from llmos.layers.linear import Linear, bucket_rows
@@ -172,6 +173,21 @@ class ModelRunner:
             block_size=self.block_size,
         )
 
+    def _verify_group(self, s: ScheduledRequest, start: int) -> DecodeGroup:
+        """Speculative decoding: row ``i`` is the sequence with ``i`` drafts appended, so each row
+        attends exactly like a plain decode of that sequence would (the drafts' K/V are written
+        before the layer attends; each row's context length hides the later ones)."""
+        first = s.request.num_computed_tokens + 1
+        context_lens = list(range(first, first + s.num_new_tokens))
+        max_blocks = -(-context_lens[-1] // self.block_size)
+        table = s.request.block_table[:max_blocks]
+        return DecodeGroup(
+            start=start,
+            block_tables=torch.tensor([table] * s.num_new_tokens, dtype=torch.long, device=self.device),
+            context_lens=torch.tensor(context_lens, device=self.device),
+            block_size=self.block_size,
+        )
+
     def _slots_at(self, requests: list[Request]) -> Tensor:
         """The cache slot of each request's next token (at position num_computed_tokens)."""
         bs = self.block_size
@@ -188,8 +204,9 @@ class ModelRunner:
         self, sched: SchedulerOutput
     ) -> tuple[Tensor, Tensor, AttentionMetadata, list[ScheduledRequest]]:
         """Flat input ids, positions, attention metadata, and the items in flat-batch order."""
-        prefills = [s for s in sched.scheduled if s.num_new_tokens > 1]
+        prefills = [s for s in sched.scheduled if s.num_new_tokens > 1 and not s.draft_token_ids]
         decodes = [s for s in sched.scheduled if s.num_new_tokens == 1]
+        verifies = [s for s in sched.scheduled if s.draft_token_ids]
         input_ids: list[int] = []
         positions: list[Tensor] = []
         slot_mapping: list[Tensor] = []
@@ -215,9 +232,17 @@ class ModelRunner:
                 input_ids.extend(s.request.all_token_ids[s.request.num_computed_tokens] for s in group)
                 positions.append(torch.tensor([s.request.num_computed_tokens for s in group]))
                 slot_mapping.append(self._slots_at([s.request for s in group]))
+        for s in verifies:  # the next token and its drafts: one decode row each, in one group
+            req, start = s.request, s.request.num_computed_tokens
+            end = start + s.num_new_tokens
+            meta.decodes.append(self._verify_group(s, len(input_ids)))
+            input_ids.append(req.all_token_ids[start])
+            input_ids.extend(s.draft_token_ids)
+            positions.append(torch.arange(start, end))
+            slot_mapping.append(self._slots(req.block_table, start, end))
         meta.slot_mapping = torch.cat(slot_mapping).to(self.device)
         ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
-        return ids, torch.cat(positions).to(self.device), meta, prefills + decodes
+        return ids, torch.cat(positions).to(self.device), meta, prefills + decodes + verifies
 
     @torch.inference_mode()
     def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput:
@@ -232,7 +257,10 @@ class ModelRunner:
             if s.request.needs_prompt_logprobs:
                 out.prompt_logprobs[s.request.request_id] = self._prompt_logprobs(hidden, offset, s)
             offset += s.num_new_tokens
-            if s.is_last_chunk:
+            if s.draft_token_ids:  # every row: the pick after the next token and after each draft
+                rows.extend(range(offset - s.num_new_tokens, offset))
+                sampling.extend([s] * s.num_new_tokens)
+            elif s.is_last_chunk:
                 rows.append(offset - 1)
                 sampling.append(s)
         if not sampling:
@@ -250,7 +278,13 @@ class ModelRunner:
         result = sample(logits, batch)
         for i, s in enumerate(sampling):
             request_id = s.request.request_id
-            if request_id in out.errors:
+            if request_id in out.errors or request_id in out.sampled_token_ids:
+                continue
+            if s.draft_token_ids:
+                picks = result.token_ids[i : i + s.num_new_tokens]
+                out.sampled_token_ids[request_id], *out.accepted_token_ids[request_id] = accept(
+                    s.draft_token_ids, picks
+                )
                 continue
             token_id = result.token_ids[i]
             out.sampled_token_ids[request_id] = token_id

@@ -16,11 +16,15 @@ from llmos.engine.request import Request
 class ScheduledRequest:
     request: Request
     num_new_tokens: int  # tokens to compute this step, starting at request.num_computed_tokens
+    # speculative decoding: guessed tokens after the known ones, verified this step (their count
+    # is in num_new_tokens: a decode with drafts computes 1 + len(draft_token_ids) positions)
+    draft_token_ids: list[int] = field(default_factory=list)
 
     @property
     def is_last_chunk(self) -> bool:
         """True when this step reaches the end of the known tokens, so a new token gets sampled."""
-        return self.request.num_computed_tokens + self.num_new_tokens == self.request.num_tokens
+        end = self.request.num_computed_tokens + self.num_new_tokens - len(self.draft_token_ids)
+        return end == self.request.num_tokens
 
 
 @dataclass(slots=True)
@@ -49,6 +53,8 @@ class ModelRunnerOutput:
     """One sampled token per request that reached its last chunk (keyed by request id)."""
 
     sampled_token_ids: dict[str, int] = field(default_factory=dict)
+    # speculative decoding: the verified tokens after the sampled one (the accepted drafts' picks)
+    accepted_token_ids: dict[str, list[int]] = field(default_factory=dict)
     logprobs: dict[str, TokenLogprob] = field(default_factory=dict)
     # the next prompt logprobs of requests that asked for them (continuing request.prompt_logprobs)
     prompt_logprobs: dict[str, list[TokenLogprob]] = field(default_factory=dict)

@@ -18,6 +18,7 @@ from llmos.engine.block_manager import BlockManager
 from llmos.engine.config import EngineConfig
 from llmos.engine.outputs import EngineOutput, ModelRunnerOutput, ScheduledRequest, SchedulerOutput
 from llmos.engine.request import Request, RequestStatus
+from llmos.engine.speculative import NgramProposer, can_speculate
 
 
 class Scheduler:
@@ -28,6 +29,10 @@ class Scheduler:
         self.running: list[Request] = []
         self.requests: dict[str, Request] = {}
         self.num_preemptions = 0
+        n = config.num_speculative_tokens
+        self.proposer = NgramProposer(n) if n > 0 else None
+        self.num_draft_tokens = 0  # speculative tokens verified
+        self.num_accepted_tokens = 0  # of which the model agreed with
 
     def add_request(self, request: Request) -> None:
         self.requests[request.request_id] = request
@@ -61,6 +66,12 @@ class Scheduler:
                 i += 1  # sits out one step so the more urgent waiting request's prefill runs alone
                 continue
             num_new = min(request.num_tokens - request.num_computed_tokens, budget)
+            drafts = self._drafts(request, budget) if num_new == 1 else []
+            if drafts and self.block_manager.allocate(request, 1 + len(drafts)):
+                out.scheduled.append(ScheduledRequest(request, 1 + len(drafts), drafts))
+                budget -= 1 + len(drafts)
+                i += 1
+                continue
             while not self.block_manager.allocate(request, num_new):
                 victim = self.running.pop(self._victim_index(i))
                 self._preempt(victim)
@@ -90,6 +101,17 @@ class Scheduler:
             out.scheduled.append(ScheduledRequest(request, num_new))
             budget -= num_new
         return out
+
+    def _drafts(self, request: Request, budget: int) -> list[int]:
+        """Speculative tokens to verify after ``request``'s next one (``engine.speculative``): only
+        for few running sequences (each draft is one more row of every product) and within its
+        ``max_tokens`` and the step's budget."""
+        if self.proposer is None or len(self.running) > self.config.speculative_max_num_seqs:
+            return []
+        if not can_speculate(request):
+            return []
+        limit = min(budget - 1, request.max_tokens - request.num_output_tokens - 1)
+        return self.proposer.propose(request, limit)
 
     def _held_priority(self, budget: int) -> int | None:
         """When the head of the queue outranks some running requests and can be admitted now, the
@@ -123,7 +145,7 @@ class Scheduler:
         outputs: list[EngineOutput] = []
         for item in sched.scheduled:
             request = item.request
-            request.num_computed_tokens += item.num_new_tokens
+            request.num_computed_tokens += item.num_new_tokens - len(item.draft_token_ids)
             request.prompt_logprobs.extend(runner_out.prompt_logprobs.get(request.request_id, []))
             error = runner_out.errors.get(request.request_id)
             if error is not None:
@@ -135,6 +157,13 @@ class Scheduler:
             if token_id is None:
                 self.block_manager.cache_full_blocks(request)
                 continue
+            if item.draft_token_ids:
+                outputs.append(
+                    self._append_verified(
+                        item, [token_id, *runner_out.accepted_token_ids.get(request.request_id, [])]
+                    )
+                )
+                continue
             request.append_token(token_id)
             self.block_manager.cache_full_blocks(request)
             if request.matcher is None or not self._advance_grammar(request, token_id):
@@ -142,6 +171,27 @@ class Scheduler:
             logprob = runner_out.logprobs.get(request.request_id)
             outputs.append(self._output(request, [token_id], [logprob] if logprob else None))
         return outputs
+
+    def _append_verified(self, item: ScheduledRequest, token_ids: list[int]) -> EngineOutput:
+        """Append a verification step's tokens (the sampled one, then one per accepted draft) up to
+        the first that finishes the request. The K/V of each accepted draft is in the cache: it is
+        the token appended before it."""
+        request = item.request
+        computed = request.num_computed_tokens  # the input token's K/V, so far
+        self.num_draft_tokens += len(item.draft_token_ids)
+        self.num_accepted_tokens += len(token_ids) - 1
+        request.num_draft_tokens += len(item.draft_token_ids)
+        request.num_accepted_tokens += len(token_ids) - 1
+        appended: list[int] = []
+        for i, token_id in enumerate(token_ids):
+            request.num_computed_tokens = computed + i
+            request.append_token(token_id)
+            appended.append(token_id)
+            self.block_manager.cache_full_blocks(request)
+            self._check_stop(request, token_id)
+            if request.is_finished:
+                break
+        return self._output(request, appended, None)
 
     def _advance_grammar(self, request: Request, token_id: int) -> bool:
         """Feed the sampled token to the request's grammar; True when that finished the request

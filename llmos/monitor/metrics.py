@@ -230,6 +230,16 @@ class _EngineGauges:
             "num_preemptions": GaugeMetricFamily(
                 "llmos:num_preemptions", "Requests preempted since the model loaded.", labels=["model_name"]
             ),
+            "num_draft_tokens": GaugeMetricFamily(
+                "llmos:spec_decode_num_draft_tokens",
+                "Speculative (prompt-lookup) tokens verified since the model loaded.",
+                labels=["model_name"],
+            ),
+            "num_accepted_tokens": GaugeMetricFamily(
+                "llmos:spec_decode_num_accepted_tokens",
+                "Speculative tokens the model agreed with (each one a decode step saved).",
+                labels=["model_name"],
+            ),
             "kv_cache_committed_bytes": GaugeMetricFamily(
                 "llmos:kv_cache_committed_bytes",
                 "Bytes of the KV cache touched so far (memory the OS has really given; the cache is "

@@ -194,6 +194,7 @@ def load_runtime(
         device=device,
         quantization=quantization,
         warm_shapes=settings.warm_shapes,
+        num_speculative_tokens=settings.speculative_tokens,
     )
 
     tokenizer = TextTokenizer.from_dir(path)

@@ -11,7 +11,9 @@ row survives kill -9 and power loss; any other SQLAlchemy URL (PostgreSQL) works
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -26,13 +28,26 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from llmos.store import migrate
 
+WAL_ATTEMPTS = 50  # ~5 s of retries for the switch to WAL while other processes open a new store
+
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Busy timeout first, so every statement after it (the WAL switch included) waits for other
+    processes' locks; the switch itself can still answer SQLITE_BUSY at once while another process
+    opens or recovers the same new file (seen with four processes opening a new store at once), so
+    it is retried."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1)
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 

@@ -74,3 +74,32 @@ def test_qwen2_chat_greedy_batch_is_token_identical_to_transformers(qwen_home: P
     tokenizer = TextTokenizer.from_dir(model_dir)
     prompts = [tokenizer.encode_chat([{"role": "user", "content": m}]) for m in QWEN_MESSAGES]
     _assert_greedy_parity(name, model_dir, prompts, max_tokens=16)
+
+
+# a prompt whose answer repeats itself (names, structure), so prompt-lookup drafts are accepted
+CODE_REQUEST = "Write a Python function that checks whether a number is prime, with a docstring."
+
+
+def _one_at_a_time(model_dir: Path, prompt: list[int], dtype: torch.dtype, k: int) -> tuple[list[int], int]:
+    config = EngineConfig(max_model_len=1024, dtype=dtype, num_speculative_tokens=k)
+    engine = Engine.from_model_dir(model_dir, config)
+    tokens = engine.generate([prompt], SamplingParams(max_tokens=96, temperature=0, ignore_eos=True))[0]
+    return tokens, engine.scheduler.num_accepted_tokens
+
+
+def test_speculative_greedy_decoding_keeps_the_tokens_in_fp32_and_bf16(real_home: Path) -> None:
+    """Prompt-lookup drafts verified in the decode path: fp32 still matches transformers, and bf16
+    (whose products may round differently at more rows) gives the tokens it gives without drafts."""
+    model_dir = Path(ensure_pulled(real_home, "smollm2-135m-instruct").path)
+    tokenizer = TextTokenizer.from_dir(model_dir)
+    prompt = tokenizer.encode_chat([{"role": "user", "content": CODE_REQUEST}])
+    fp32, accepted = _one_at_a_time(model_dir, prompt, torch.float32, k=4)
+    assert accepted > 20  # the drafts were used, not just proposed
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    ids = torch.tensor([prompt])
+    with torch.inference_mode():
+        out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=96, do_sample=False)
+    assert fp32 == out[0, len(prompt) :].tolist()[: len(fp32)] and len(fp32) == 96
+    bf16, accepted = _one_at_a_time(model_dir, prompt, torch.bfloat16, k=4)
+    assert accepted > 20
+    assert bf16 == _one_at_a_time(model_dir, prompt, torch.bfloat16, k=0)[0]
