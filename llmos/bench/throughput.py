@@ -35,7 +35,7 @@ from llmos.errors import InvalidRequest, LLMOSError
 logger = logging.getLogger(__name__)
 
 # llama.cpp (llama-cpp-python on the original GGUF) is skipped, with the reason, where it cannot run.
-SYSTEMS = ("llmos", "hf-static", "hf-serial", "llmos-serial", "llama.cpp")
+SYSTEMS = ("llmos", "hf-static", "hf-serial", "llmos-serial", "llmos-plain-serial", "llama.cpp")
 # Opt-in one-at-a-time variants (``--systems``): the same engine in float32 whatever the run's dtype,
 # and with int8 weight-only projections (``EngineConfig.quantization``) on the run's dtype.
 EXTRA_SYSTEMS = ("llmos-fp32-serial", "llmos-int8-serial")
@@ -46,6 +46,8 @@ TARGETS: tuple[tuple[str, str, str, str | tuple[str, str], float], ...] = (
     ("llmos_vs_hf_serial", "llmos", "hf-serial", "tokens_per_s", 8.0),
     ("llmos_serial_vs_hf_serial", "llmos-serial", "hf-serial", "decode_tokens_per_s", 1.2),
     ("llmos_serial_vs_llamacpp", "llmos-serial", "llama.cpp", "decode_tokens_per_s", 1.5),
+    # the same without speculative decoding: what a stream whose text never repeats gets
+    ("llmos_plain_serial_vs_llamacpp", "llmos-plain-serial", "llama.cpp", "decode_tokens_per_s", 1.5),
     # llmos's batched aggregate tok/s against llama.cpp's one-at-a-time decode tok/s
     ("llmos_vs_llamacpp_serial", "llmos", "llama.cpp", ("tokens_per_s", "decode_tokens_per_s"), 6.5),
 )
@@ -232,11 +234,13 @@ async def _timed_request(engine: Any, prompt: list[int], max_tokens: int) -> Req
 
 
 def _load_llmos(
-    model_dir: Path, dtype: str, device: str, quantization: str | None = None
+    model_dir: Path, dtype: str, device: str, quantization: str | None = None, speculative: bool = True
 ) -> tuple[Any, float]:
     from llmos.runtime.model_runtime import load_runtime
 
     settings = Settings.from_env(dtype=dtype, device=device, quantization=quantization or "none")
+    if not speculative:
+        settings.speculative_tokens = 0
     runtime = load_runtime(model_dir, settings)
     asyncio.run(_timed_request(runtime.engine, [100 + i for i in range(16)], 4))  # warm-up
     return runtime, runtime.load_seconds
@@ -272,9 +276,11 @@ def run_llmos_serial(
     device: str = "auto",
     quantization: str | None = None,
     system: str = "llmos-serial",
+    speculative: bool = True,
 ) -> PhaseResult:
-    """One request at a time through the same ``AsyncEngine``."""
-    runtime, load_s = _load_llmos(model_dir, dtype, device, quantization)
+    """One request at a time through the same ``AsyncEngine`` (``speculative=False``: without
+    prompt-lookup drafts, whatever ``LLMOS_SPECULATIVE_TOKENS`` says)."""
+    runtime, load_s = _load_llmos(model_dir, dtype, device, quantization, speculative)
     try:
         start = time.perf_counter()
         timings = [
@@ -282,10 +288,12 @@ def run_llmos_serial(
             for p, n in zip(workload.prompts, workload.output_lens, strict=True)
         ]
         wall = time.perf_counter() - start
+        stats = runtime.engine.stats()
     finally:
         runtime.close()
     result = PhaseResult.from_timings(system, timings, wall, load_s)
     result.notes.append(f"dtype={dtype} quantization={quantization}")
+    result.notes.append(f"speculative drafts={stats.num_draft_tokens} accepted={stats.num_accepted_tokens}")
     return result
 
 
@@ -394,6 +402,10 @@ def run_phase(system: str, model_dir: Path, options: BenchmarkOptions) -> PhaseR
         return run_hf_serial(model_dir, subset, options.dtype, options.device)
     if system == "llmos-serial":
         return run_llmos_serial(model_dir, subset, options.dtype, options.device)
+    if system == "llmos-plain-serial":
+        return run_llmos_serial(
+            model_dir, subset, options.dtype, options.device, system=system, speculative=False
+        )
     if system == "llmos-fp32-serial":
         return run_llmos_serial(model_dir, subset, "float32", options.device, system=system)
     if system == "llmos-int8-serial":

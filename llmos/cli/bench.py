@@ -17,7 +17,7 @@ from llmos.cli.console import console, err_console, format_bytes, handles_errors
 from llmos.cli.context import settings_of
 
 # llmos.bench.throughput.SYSTEMS, without importing torch
-SYSTEMS = ("llmos", "hf-static", "hf-serial", "llmos-serial", "llama.cpp")
+SYSTEMS = ("llmos", "hf-static", "hf-serial", "llmos-serial", "llmos-plain-serial", "llama.cpp")
 
 
 def _span(text: str | None, option: str) -> tuple[int, int] | None:

@@ -157,6 +157,26 @@ def resolve_model_dir(
     return resolved.name, resolved.path, resolved.manifest
 
 
+def build_engine_config(path: Path, settings: Settings) -> EngineConfig:
+    """The engine configuration ``settings`` give for the model folder ``path`` (context length
+    from its config.json)."""
+    hf_config = json.loads((path / "config.json").read_text())
+    context = _context_length(hf_config)
+    device = resolve_device(settings.device)
+    quantization = resolve_quantization(settings.quantization, device)
+    return EngineConfig(
+        max_model_len=min(settings.max_model_len, context) if settings.max_model_len else context,
+        max_num_seqs=settings.max_num_seqs,
+        max_num_batched_tokens=settings.max_num_batched_tokens,
+        kv_cache_bytes=(settings.kv_cache_memory_mb << 20) if settings.kv_cache_memory_mb else 2 << 30,
+        dtype=resolve_dtype(settings.dtype, device),
+        device=device,
+        quantization=quantization,
+        warm_shapes=settings.warm_shapes,
+        num_speculative_tokens=settings.speculative_tokens,
+    )
+
+
 def load_runtime(
     ref: str | Path,
     settings: Settings,
@@ -181,21 +201,8 @@ def load_runtime(
             f"{name} is an embedding model; it cannot generate text. "
             "Use a chat or base model such as smollm2."
         )
-    hf_config = json.loads(config_file.read_text())
-    context = _context_length(hf_config)
-    device = resolve_device(settings.device)
-    quantization = resolve_quantization(settings.quantization, device)
-    engine_config = EngineConfig(
-        max_model_len=min(settings.max_model_len, context) if settings.max_model_len else context,
-        max_num_seqs=settings.max_num_seqs,
-        max_num_batched_tokens=settings.max_num_batched_tokens,
-        kv_cache_bytes=(settings.kv_cache_memory_mb << 20) if settings.kv_cache_memory_mb else 2 << 30,
-        dtype=resolve_dtype(settings.dtype, device),
-        device=device,
-        quantization=quantization,
-        warm_shapes=settings.warm_shapes,
-        num_speculative_tokens=settings.speculative_tokens,
-    )
+    engine_config = build_engine_config(path, settings)
+    device, quantization = engine_config.device, engine_config.quantization
 
     tokenizer = TextTokenizer.from_dir(path)
     structured_output = _structured_output_backend(tokenizer)
