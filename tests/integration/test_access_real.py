@@ -141,7 +141,8 @@ def _greedy_text(client: openai.OpenAI) -> list[str]:
 def test_a_banned_phrase_split_across_chunks_never_leaves_the_server(home: Path, server: Server) -> None:
     token = _key(home, "guarded", ["inference"])
     chunks = [c for c in _greedy_text(_client(server.url, token)) if c]
-    assert len(chunks) >= 6, chunks
+    # speculative decoding streams a run of accepted tokens as one chunk: fewer, longer chunks
+    assert len(chunks) >= 4, chunks
     # a phrase that starts inside one chunk and ends inside a later one
     text = "".join(chunks)
     start = len(chunks[0]) + len(chunks[1]) - 1
