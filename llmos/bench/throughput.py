@@ -238,9 +238,12 @@ def _load_llmos(
 ) -> tuple[Any, float]:
     from llmos.runtime.model_runtime import load_runtime
 
-    settings = Settings.from_env(dtype=dtype, device=device, quantization=quantization or "none")
-    if not speculative:
-        settings.speculative_tokens = 0
+    settings = Settings.from_env(
+        dtype=dtype,
+        device=device,
+        quantization=quantization or "none",
+        speculative_tokens=None if speculative else 0,  # None: the environment's (or the default)
+    )
     runtime = load_runtime(model_dir, settings)
     asyncio.run(_timed_request(runtime.engine, [100 + i for i in range(16)], 4))  # warm-up
     return runtime, runtime.load_seconds

@@ -52,8 +52,6 @@ class Request:
     error: str | None = None  # why the request failed, when finish_reason is "error"
     priority: int = 0  # lower runs first: 0 interactive, BATCH_PRIORITY for a batch job's lines
     ngram_index: NgramIndex | None = None  # speculative decoding: where each n-gram of the tokens ended
-    num_draft_tokens: int = 0  # speculative decoding: drafts verified for this request
-    num_accepted_tokens: int = 0  # of which the model agreed with
 
     def __post_init__(self) -> None:
         self.all_token_ids = list(self.prompt_token_ids)

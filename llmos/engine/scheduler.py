@@ -180,8 +180,6 @@ class Scheduler:
         computed = request.num_computed_tokens  # the input token's K/V, so far
         self.num_draft_tokens += len(item.draft_token_ids)
         self.num_accepted_tokens += len(token_ids) - 1
-        request.num_draft_tokens += len(item.draft_token_ids)
-        request.num_accepted_tokens += len(token_ids) - 1
         appended: list[int] = []
         for i, token_id in enumerate(token_ids):
             request.num_computed_tokens = computed + i

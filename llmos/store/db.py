@@ -43,7 +43,8 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             break
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
+            is_busy = "locked" in str(exc) or "busy" in str(exc)
+            if not is_busy or attempt == WAL_ATTEMPTS - 1:
                 raise
             time.sleep(0.1)
     cursor.execute("PRAGMA synchronous=FULL")
