@@ -29,6 +29,7 @@ class Settings:
     max_num_batched_tokens: int = 1024
     warm_shapes: bool = True  # bf16 CPU: build the matmul/attention kernels of every step shape while idle
     speculative_tokens: int = 4  # prompt-lookup drafts verified per step for greedy requests; 0: off
+    cuda_graphs: bool = True  # CUDA: decode steps replay captured graphs instead of launching kernels
     kv_cache_memory_mb: int = 0  # 0: sized from max_num_seqs * max_model_len (capped)
     allow_pickle: bool = False
     trust_remote_code: bool = False

@@ -520,6 +520,7 @@ def run_benchmark(options: BenchmarkOptions, settings: Settings | None = None) -
             "torch_threads": resolved.threads or torch.get_num_threads(),
             "cpu_model": _cpu_model(),
             "cpu_flags": _cpu_flags(),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "torch": torch.__version__,
             "transformers": transformers.__version__,
         },

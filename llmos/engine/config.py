@@ -71,6 +71,8 @@ class EngineConfig:
     # verified per step for greedy requests while at most ``speculative_max_num_seqs`` run; 0: off
     num_speculative_tokens: int = 4
     speculative_max_num_seqs: int = 4
+    # CUDA: steps with no prefill replay a CUDA graph captured per batch shape (engine.cuda_graphs)
+    cuda_graphs: bool = True
 
     def __post_init__(self) -> None:
         if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1 or self.max_model_len < 2:

@@ -140,7 +140,11 @@ class Engine:
             return True
         except StopIteration:
             if self._warmup_calls:
-                logger.info("shape warm-up: %d matmuls in %.2f s", self._warmup_calls, self._warmup_seconds)
+                logger.info(
+                    "shape warm-up: %d kernels or graphs built in %.2f s",
+                    self._warmup_calls,
+                    self._warmup_seconds,
+                )
         except Exception:
             logger.warning("shape warm-up failed; kernels are built as requests need them", exc_info=True)
         finally:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llmos.engine.config import EngineConfig
+from llmos.engine.cuda_graphs import DecodeGraphs
 from llmos.engine.outputs import ModelRunnerOutput, ScheduledRequest, SchedulerOutput, TokenLogprob
 from llmos.engine.request import Request
 from llmos.engine.speculative import accept
@@ -47,7 +48,28 @@ class ModelRunner:
         self.block_size = config.block_size
         self.bytes_per_block = self._bytes_per_block()  # K and V of one block, all layers
         self.num_blocks = config.num_blocks or self._default_num_blocks()
+        self.scratch_block = self.num_blocks  # one more block, owned by no sequence (graph padding)
         self._allocate_kv_cache()
+        self.graphs: DecodeGraphs | None = None
+        if config.cuda_graphs and self.device.type == "cuda" and self.layers:
+            self.graphs = self.decode_graphs(capture=True)
+
+    def decode_graphs(self, capture: bool) -> DecodeGraphs:
+        """Graph replay for this runner's decode-only steps (``engine.cuda_graphs``); ``capture=False``
+        runs the same padded path eagerly."""
+        config = self.config
+        rows = config.max_num_seqs
+        if config.num_speculative_tokens:
+            rows = max(rows, config.speculative_max_num_seqs * (config.num_speculative_tokens + 1))
+        return DecodeGraphs(
+            self.model,
+            self.device,
+            self.block_size,
+            self.scratch_block,
+            max_rows=min(rows, config.max_num_batched_tokens),
+            max_blocks=-(-config.max_model_len // self.block_size),
+            capture=capture,
+        )
 
     def shape_warmup(self) -> Iterator[int]:
         """Each bf16 CPU projection once at every row bucket a step can bring (``layers.linear``),
@@ -116,7 +138,7 @@ class ModelRunner:
         return max(min(wanted, affordable), per_sequence + 1)
 
     def _allocate_kv_cache(self) -> None:
-        num_slots = self.num_blocks * self.block_size
+        num_slots = (self.num_blocks + 1) * self.block_size  # the scratch block last
         self.layers = [m for m in self.model.modules() if isinstance(m, PagedAttention)]
         # Blocks are zeroed on first use (see _zero_fresh_blocks); until then their pages stay
         # uncommitted, so the cache costs memory only as it fills.
@@ -126,9 +148,13 @@ class ModelRunner:
             # torch.empty: pages are only committed when first written.
             layer.k_cache = torch.empty(shape, dtype=self.config.dtype, device=self.device)
             layer.v_cache = torch.empty(shape, dtype=self.config.dtype, device=self.device)
-        for layer in self.layers:  # decode padding points into block 0: keep it finite from the start
-            layer.k_cache[:, : self.block_size] = 0
-            layer.v_cache[:, : self.block_size] = 0
+        # decode padding points into block 0, graph padding into the scratch block (engine.cuda_graphs):
+        # keep both finite from the start
+        scratch = self.scratch_block * self.block_size
+        for layer in self.layers:
+            for cache in (layer.k_cache, layer.v_cache):
+                cache[:, : self.block_size] = 0
+                cache[:, scratch:] = 0
         self.is_fresh[0] = False
         logger.info(
             "KV cache: %d blocks x %d tokens (%.0f MiB)",
@@ -159,7 +185,7 @@ class ModelRunner:
         ids = torch.tensor(fresh, device=self.device)
         for layer in self.layers:
             for cache in (layer.k_cache, layer.v_cache):
-                cache.view(cache.shape[0], self.num_blocks, self.block_size, cache.shape[-1])[:, ids] = 0
+                cache.view(cache.shape[0], -1, self.block_size, cache.shape[-1])[:, ids] = 0
 
     def _decode_group(self, group: list[ScheduledRequest], start: int) -> DecodeGroup:
         context_lens = [s.request.num_computed_tokens + 1 for s in group]
@@ -244,11 +270,38 @@ class ModelRunner:
         ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
         return ids, torch.cat(positions).to(self.device), meta, prefills + decodes + verifies
 
+    def _decode_rows(self, sched: SchedulerOutput) -> tuple[list[list[int]], int] | None:
+        """A step with no prefill as ``engine.cuda_graphs`` rows (in scheduled order) and the block
+        table width they need; None when the step has a prefill chunk."""
+        bs = self.block_size
+        items = []
+        for s in sched.scheduled:
+            if s.num_new_tokens > 1 and not s.draft_token_ids:
+                return None
+            req, start = s.request, s.request.num_computed_tokens
+            items.append((req, start, [req.all_token_ids[start], *s.draft_token_ids]))
+        if not items:
+            return None
+        num_blocks = max(-(-(start + len(tokens)) // bs) for _, start, tokens in items)
+        rows: list[list[int]] = []
+        for req, start, tokens in items:
+            table = req.block_table[:num_blocks]
+            table = table + [self.scratch_block] * (num_blocks - len(table))
+            for i, token in enumerate(tokens):
+                pos = start + i
+                rows.append([token, pos, req.block_table[pos // bs] * bs + pos % bs, pos + 1, *table])
+        return rows, num_blocks
+
     @torch.inference_mode()
     def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput:
         self._zero_fresh_blocks(sched)
-        input_ids, positions, meta, ordered = self.prepare(sched)
-        hidden = self.model(input_ids, positions, meta)
+        hidden = None
+        if self.graphs is not None and (decode := self._decode_rows(sched)) is not None:
+            hidden = self.graphs.run(*decode)
+            ordered = sched.scheduled
+        if hidden is None:
+            input_ids, positions, meta, ordered = self.prepare(sched)
+            hidden = self.model(input_ids, positions, meta)
         out = ModelRunnerOutput()
         rows: list[int] = []
         sampling: list[ScheduledRequest] = []

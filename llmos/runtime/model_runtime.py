@@ -174,6 +174,7 @@ def build_engine_config(path: Path, settings: Settings) -> EngineConfig:
         quantization=quantization,
         warm_shapes=settings.warm_shapes,
         num_speculative_tokens=settings.speculative_tokens,
+        cuda_graphs=settings.cuda_graphs,
     )
 
 

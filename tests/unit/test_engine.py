@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import VOCAB_SIZE, build_tiny_llama
+from tiny_models import TEST_DEVICE, VOCAB_SIZE, build_tiny_llama
 from torch.testing import assert_close
 from transformers import AutoModelForCausalLM
 
@@ -53,6 +53,7 @@ def make_engine(model_dir: Path, **overrides) -> Engine:
         "max_num_batched_tokens": 16,
         "num_blocks": 256,
         "dtype": torch.float32,
+        "device": TEST_DEVICE,
         **overrides,
     }
     return Engine.from_model_dir(model_dir, EngineConfig(**settings))

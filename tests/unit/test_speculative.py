@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import build_tiny_llama
+from tiny_models import TEST_DEVICE, build_tiny_llama
 
 from llmos.engine.config import EngineConfig
 from llmos.engine.engine import Engine
@@ -74,6 +74,7 @@ def make_engine(model_dir: Path, num_speculative_tokens: int, **overrides: objec
         num_blocks=256,
         max_num_batched_tokens=64,
         dtype=torch.float32,
+        device=TEST_DEVICE,
         num_speculative_tokens=num_speculative_tokens,
         **overrides,  # type: ignore[arg-type]
     )

@@ -5,6 +5,7 @@ transformers' ``save_pretrained`` and returns ``path``. Overrides go to the HF c
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ from transformers import (
 )
 
 VOCAB_SIZE = 256
+# The device of the engine tests that honour it (test_engine, test_speculative, test_cuda_graphs):
+# LLMOS_TEST_DEVICE=cuda runs them on a GPU; the reference models stay on the CPU.
+TEST_DEVICE = torch.device(os.environ.get("LLMOS_TEST_DEVICE", "cpu"))
 
 COMMON: dict[str, Any] = {
     "vocab_size": VOCAB_SIZE,
