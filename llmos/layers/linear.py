@@ -115,10 +115,11 @@ class Int8Weight:
     @classmethod
     def quantize(cls, weight: Tensor) -> Int8Weight:
         """Symmetric round-to-nearest: ``scale = max|w_row| / 127``."""
-        w = weight.detach().float()
+        w = weight.detach().to(torch.float32, copy=True)  # a copy even when fp32: quantized in place
         # round the scales to bf16 first (the kernel's dtype) so the int8 values fit the scales used
         scales = (w.abs().amax(dim=1) / 127).clamp(min=1e-8).to(torch.bfloat16)
-        qweight = torch.round(w / scales.float()[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+        # in place on the float32 copy: each extra temporary of a 49k x 576 weight costs ~10 ms
+        qweight = w.div_(scales.float()[:, None]).round_().clamp_(-127, 127).to(torch.int8).contiguous()
         return cls(qweight, scales, scales.float().contiguous())
 
     def dequantize(self, dtype: torch.dtype) -> Tensor:
