@@ -89,10 +89,6 @@ class DecodeGraphs:
         self._pool: Any = None  # the graphs' shared memory pool (torch's handle), after the first
         self._warmed_up = False
 
-    @property
-    def num_graphs(self) -> int:
-        return len(self._captured)
-
     def run(self, rows: list[list[int]], num_blocks: int) -> Tensor | None:
         """Hidden states ``[len(rows), hidden]`` for ``rows`` (see the module docstring; each row's
         block table already cut to ``num_blocks``), or None when no bucket holds the step."""

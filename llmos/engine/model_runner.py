@@ -214,12 +214,13 @@ class ModelRunner:
             block_size=self.block_size,
         )
 
+    def _slot(self, block_table: list[int], position: int) -> int:
+        """The cache slot of the token at ``position`` of a sequence with ``block_table``."""
+        return block_table[position // self.block_size] * self.block_size + position % self.block_size
+
     def _slots_at(self, requests: list[Request]) -> Tensor:
         """The cache slot of each request's next token (at position num_computed_tokens)."""
-        bs = self.block_size
-        return torch.tensor(
-            [r.block_table[r.num_computed_tokens // bs] * bs + r.num_computed_tokens % bs for r in requests]
-        )
+        return torch.tensor([self._slot(r.block_table, r.num_computed_tokens) for r in requests])
 
     def _slots(self, block_table: list[int], start: int, end: int) -> Tensor:
         positions = torch.arange(start, end)
@@ -230,7 +231,7 @@ class ModelRunner:
         self, sched: SchedulerOutput
     ) -> tuple[Tensor, Tensor, AttentionMetadata, list[ScheduledRequest]]:
         """Flat input ids, positions, attention metadata, and the items in flat-batch order."""
-        prefills = [s for s in sched.scheduled if s.num_new_tokens > 1 and not s.draft_token_ids]
+        prefills = [s for s in sched.scheduled if s.is_prefill]
         decodes = [s for s in sched.scheduled if s.num_new_tokens == 1]
         verifies = [s for s in sched.scheduled if s.draft_token_ids]
         input_ids: list[int] = []
@@ -276,7 +277,7 @@ class ModelRunner:
         bs = self.block_size
         items = []
         for s in sched.scheduled:
-            if s.num_new_tokens > 1 and not s.draft_token_ids:
+            if s.is_prefill:
                 return None
             req, start = s.request, s.request.num_computed_tokens
             items.append((req, start, [req.all_token_ids[start], *s.draft_token_ids]))
@@ -289,15 +290,16 @@ class ModelRunner:
             table = table + [self.scratch_block] * (num_blocks - len(table))
             for i, token in enumerate(tokens):
                 pos = start + i
-                rows.append([token, pos, req.block_table[pos // bs] * bs + pos % bs, pos + 1, *table])
+                rows.append([token, pos, self._slot(req.block_table, pos), pos + 1, *table])
         return rows, num_blocks
 
     @torch.inference_mode()
     def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput:
         self._zero_fresh_blocks(sched)
         hidden = None
-        if self.graphs is not None and (decode := self._decode_rows(sched)) is not None:
-            hidden = self.graphs.run(*decode)
+        graphs = self.graphs
+        if graphs is not None and not graphs.disabled and (decode := self._decode_rows(sched)) is not None:
+            hidden = graphs.run(*decode)
             ordered = sched.scheduled
         if hidden is None:
             input_ids, positions, meta, ordered = self.prepare(sched)

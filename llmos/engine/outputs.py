@@ -21,6 +21,11 @@ class ScheduledRequest:
     draft_token_ids: list[int] = field(default_factory=list)
 
     @property
+    def is_prefill(self) -> bool:
+        """A run of prompt (or recomputed) tokens, as opposed to one token plus its drafts."""
+        return self.num_new_tokens > 1 and not self.draft_token_ids
+
+    @property
     def is_last_chunk(self) -> bool:
         """True when this step reaches the end of the known tokens, so a new token gets sampled."""
         end = self.request.num_computed_tokens + self.num_new_tokens - len(self.draft_token_ids)
