@@ -21,6 +21,7 @@ from llmos.engine.outputs import ModelRunnerOutput, ScheduledRequest, SchedulerO
 from llmos.engine.request import Request
 from llmos.engine.speculative import accept
 from llmos.engine.structured_output import GrammarMatcher, allowed_token_mask
+from llmos.layers import paged
 from llmos.layers.attention import AttentionMetadata, DecodeGroup, PagedAttention, PrefillChunk
 from llmos.layers.linear import Linear, bucket_rows
 from llmos.layers.sampler import Penalty, SamplingBatch, sample
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 # Decoding sequences are sorted by context length and attended in groups of this many, so each
 # group gathers and attends little padding; fewer, larger groups mean fewer kernel launches.
 DECODE_GROUP_SIZE = 8
+# The native decode kernel (llmos.layers.paged) reads each row's own blocks and pads nothing: one
+# call per layer for every decoding sequence.
+NATIVE_DECODE_GROUP_SIZE = 1 << 30
 # Prompt logprobs run the LM head over this many prompt positions at a time, which bounds the
 # [rows, vocab] float32 logits (about 50 MB for a 49k vocabulary).
 PROMPT_LOGPROBS_ROWS = 256
@@ -148,6 +152,14 @@ class ModelRunner:
             # torch.empty: pages are only committed when first written.
             layer.k_cache = torch.empty(shape, dtype=self.config.dtype, device=self.device)
             layer.v_cache = torch.empty(shape, dtype=self.config.dtype, device=self.device)
+        # decode on the native kernel where it runs for every layer (no gather, so one group)
+        native = all(
+            paged.supports(layer.k_cache, layer.num_heads, layer.num_kv_heads, layer.head_dim)
+            for layer in self.layers
+        )
+        for layer in self.layers:
+            layer.native_decode = native
+        self.decode_group_size = NATIVE_DECODE_GROUP_SIZE if native else DECODE_GROUP_SIZE
         # decode padding points into block 0, graph padding into the scratch block (engine.cuda_graphs):
         # keep both finite from the start
         scratch = self.scratch_block * self.block_size
@@ -253,8 +265,8 @@ class ModelRunner:
         meta = AttentionMetadata(torch.empty(0), chunks, num_prefill_tokens, block_size=self.block_size)
         if decodes:
             decodes.sort(key=lambda s: s.request.num_computed_tokens)
-            for i in range(0, len(decodes), DECODE_GROUP_SIZE):
-                group = decodes[i : i + DECODE_GROUP_SIZE]
+            for i in range(0, len(decodes), self.decode_group_size):
+                group = decodes[i : i + self.decode_group_size]
                 meta.decodes.append(self._decode_group(group, len(input_ids)))
                 input_ids.extend(s.request.all_token_ids[s.request.num_computed_tokens] for s in group)
                 positions.append(torch.tensor([s.request.num_computed_tokens for s in group]))

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from llmos.layers import paged
 from llmos.layers.linear import bucket_rows
 
 
@@ -140,7 +141,9 @@ class PagedAttention(nn.Module):
     ``k_cache``/``v_cache`` are head-major ``[num_kv_heads, num_slots, head_dim]`` tensors assigned
     by the model runner (``num_slots = num_blocks * block_size``); until then the layer holds empty
     ones and works for uncached prefills only. Head-major blocks let decode gather every context
-    with one ``index_select`` of whole blocks (contiguous ``block_size x head_dim`` runs).
+    with one ``index_select`` of whole blocks (contiguous ``block_size x head_dim`` runs). With
+    ``native_decode`` (the runner sets it where ``llmos.layers.paged`` runs: x86 CPUs) decode
+    reads the cache in place through the block tables instead of gathering a copy.
     """
 
     def __init__(
@@ -154,6 +157,7 @@ class PagedAttention(nn.Module):
         self.sliding_window = sliding_window
         self.k_cache = torch.empty(0)
         self.v_cache = torch.empty(0)
+        self.native_decode = False  # decode on llmos.layers.paged (set with the caches)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, meta: AttentionMetadata) -> Tensor:
         """q: [T, H, D], k/v: [T, KV, D] → [T, H, D]."""
@@ -202,6 +206,11 @@ class PagedAttention(nn.Module):
         The query heads sharing a KV head become that head's "query length" (G rows), so plain
         SDPA over ``[n, KV, G, D]`` x ``[n, KV, context, D]`` does grouped-query decoding.
         """
+        if self.native_decode:
+            return paged.decode_attention(
+                q, self.k_cache, self.v_cache, group.block_tables, group.context_lens,
+                group.block_size, self.scale, self.sliding_window,
+            )  # fmt: skip
         num_seqs, kv, d, bs = q.shape[0], self.num_kv_heads, self.head_dim, group.block_size
         index = group.gather_index(kv, self.k_cache.shape[1] // bs)
         shape = (kv, num_seqs, -1, d)

@@ -16,105 +16,35 @@ False and callers keep torch's kernels.
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import logging
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-logger = logging.getLogger(__name__)
+from llmos.layers import native
 
 SOURCE = Path(__file__).with_name("q8_kernel.c")
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fPIC", "-shared")
 BLOCK = 32  # activation values per quantization block: k must be a multiple
-DISABLE_ENV = "LLMOS_NATIVE_KERNELS"
-DIR_ENV = "LLMOS_KERNEL_DIR"
-
-_lock = threading.Lock()
-_library: ctypes.CDLL | None = None
-_tried = False
 
 
-def _cpu_has_avx2_fma() -> bool:
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return {"avx2", "fma"} <= flags
-    except OSError:
-        return False
-    return False
+def _flags() -> tuple[str, ...] | None:
+    return FLAGS if {"avx2", "fma"} <= native.cpu_flags() else None
 
 
-def _kernel_dir() -> Path:
-    return Path(os.environ.get(DIR_ENV) or Path.home() / ".cache" / "llmos" / "kernels")
+def _declare(library: ctypes.CDLL) -> None:
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    library.q8_linear.argtypes = [ptr, i64, i64, ptr, ptr, i64, i64, i64, ptr, ptr, ptr]
+    library.q8_linear.restype = None
 
 
-def _build() -> Path | None:
-    """The compiled library's path (built now if missing), or None when it cannot be built here."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if compiler is None:
-        logger.info("no C compiler: the native int8 kernel is off (fp32 int8 decode uses torch's)")
-        return None
-    source = SOURCE.read_bytes()
-    digest = hashlib.sha256(source + " ".join(FLAGS).encode()).hexdigest()[:16]
-    target = _kernel_dir() / f"q8-{digest}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".q8-", suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        done = subprocess.run(
-            [compiler, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True, timeout=120
-        )
-        if done.returncode != 0:
-            logger.warning("could not build the native int8 kernel: %s", done.stderr.strip()[-500:])
-            return None
-        os.replace(tmp, target)  # another process may have won the race: the same bytes
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
-
-
-def _load() -> ctypes.CDLL | None:
-    global _library, _tried
-    with _lock:
-        if _tried:
-            return _library
-        _tried = True
-        if os.environ.get(DISABLE_ENV, "1") == "0" or not _cpu_has_avx2_fma():
-            return None
-        try:
-            path = _build()
-            if path is None:
-                return None
-            library = ctypes.CDLL(str(path))
-        except (OSError, subprocess.SubprocessError) as exc:
-            logger.warning("native int8 kernel unavailable: %s", exc)
-            return None
-        fn = library.q8_linear
-        i64, ptr = ctypes.c_int64, ctypes.c_void_p
-        fn.argtypes = [ptr, i64, i64, ptr, ptr, i64, i64, i64, ptr, ptr, ptr]
-        fn.restype = None
-        _library = library
-        return _library
+LIBRARY = native.Library("q8", SOURCE, _flags, _declare)
 
 
 def available() -> bool:
     """Whether the native kernel runs here (built on first use)."""
-    return _load() is not None
+    return LIBRARY.get() is not None
 
 
 def supports(x: Tensor, k: int) -> bool:
@@ -141,7 +71,7 @@ def q8_linear(x: Tensor, qweight: Tensor, scales: Tensor) -> Tensor:
     contiguous float32 (``Int8Weight`` holds both so). Called ~120 times a decode step, so it
     checks nothing more: a few microseconds of Python a call."""
     global calls
-    library = _library if _library is not None else _load()
+    library = LIBRARY.library or LIBRARY.get()
     assert library is not None, "q8_linear without the native kernel: check available() first"
     if x.dtype != torch.float32 or not x.is_contiguous():
         x = x.to(torch.float32).contiguous()

@@ -91,8 +91,8 @@ def test_a_3d_input_and_a_bias_keep_their_shapes() -> None:
 
 def test_the_library_is_built_once_named_by_its_source_and_can_be_switched_off(tmp_path: Path) -> None:
     script = (
-        "import os; from llmos.layers import q8; print(q8.available()); "
-        "print(sorted(p.name for p in q8._kernel_dir().iterdir()))"
+        "import os; from llmos.layers import native, q8; print(q8.available()); "
+        "print(sorted(p.name for p in native.kernel_dir().iterdir()))"
     )
     env = {**os.environ, "LLMOS_KERNEL_DIR": str(tmp_path / "kernels")}
     first = subprocess.run(

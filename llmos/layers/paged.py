@@ -1,0 +1,116 @@
+"""Native paged decode attention for the CPU (``paged_kernel.c``): each decode row attends its
+context read in place from the paged KV cache through its block table.
+
+The torch path gathers every context into a new tensor first (``index_select`` of whole blocks)
+and then runs SDPA over the copy: at 64 sequences x ~500 tokens that is three passes over ~25 MB of
+K/V a layer (read, write, read), and attention was half of a batched decode step. This kernel reads
+the cache once. It needs x86 with AVX2+FMA (AVX-512 used where present) and a C compiler; it is
+linked against the libgomp torch has loaded, so its threads are torch's own OpenMP pool.
+``LLMOS_NATIVE_KERNELS=0`` turns it off (with the int8 one); elsewhere ``supports()`` is False and
+decode keeps the gather + SDPA path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from llmos.layers import native
+
+SOURCE = Path(__file__).with_name("paged_kernel.c")
+MAX_GROUP = 16  # query heads per KV head (as in the C source)
+MAX_DIM = 256
+
+calls = 0  # how many layer calls the kernel ran (tests read it)
+
+
+def _flags() -> tuple[str, ...] | None:
+    cpu = native.cpu_flags()
+    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= cpu:
+        isa: tuple[str, ...] = ("-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mfma")
+    elif {"avx2", "fma"} <= cpu:
+        isa = ("-mavx2", "-mfma")
+    else:
+        return None
+    return ("-O3", *isa, "-fopenmp", "-fPIC", "-shared")
+
+
+def _declare(library: ctypes.CDLL) -> None:
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    fn = library.paged_decode_attention
+    fn.argtypes = [
+        ptr,
+        ptr,
+        ptr,
+        i64,
+        ptr,
+        i64,
+        ptr,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        ctypes.c_float,
+        i64,
+        ptr,
+        i64,
+    ]
+    fn.restype = None
+
+
+LIBRARY = native.Library("paged", SOURCE, _flags, _declare)
+
+
+def available() -> bool:
+    """Whether the native kernel runs here (built on first use)."""
+    return LIBRARY.get() is not None
+
+
+def supports(cache: Tensor, num_heads: int, num_kv_heads: int, head_dim: int) -> bool:
+    """Whether decode over this layer's cache can run on the kernel."""
+    return (
+        cache.device.type == "cpu"
+        and cache.dtype in (torch.float32, torch.bfloat16)
+        and head_dim % 16 == 0
+        and head_dim <= MAX_DIM
+        and num_heads % num_kv_heads == 0
+        and num_heads // num_kv_heads <= MAX_GROUP
+        and available()
+    )
+
+
+def decode_attention(
+    q: Tensor,
+    k_cache: Tensor,
+    v_cache: Tensor,
+    block_tables: Tensor,
+    context_lens: Tensor,
+    block_size: int,
+    scale: float,
+    window: int = 0,
+) -> Tensor:
+    """``[n, H, D]`` queries (one token per row, in the cache's dtype) against each row's first
+    ``context_lens[i]`` cached tokens (the last ``window`` only, when positive), found through
+    ``block_tables`` ``[n, max_blocks]`` int64 in the ``[KV, num_slots, D]`` caches → ``[n, H, D]``."""
+    global calls
+    library = LIBRARY.library or LIBRARY.get()
+    assert library is not None, "decode_attention without the native kernel: check supports() first"
+    q = q.to(k_cache.dtype).contiguous()
+    block_tables = block_tables.contiguous()
+    context_lens = context_lens.to(torch.int64).contiguous()
+    n, heads, dim = q.shape
+    kv, num_slots = k_cache.shape[0], k_cache.shape[1]
+    out = torch.empty_like(q)
+    library.paged_decode_attention(
+        q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), num_slots,
+        block_tables.data_ptr(), block_tables.shape[1], context_lens.data_ptr(),
+        n, heads, kv, dim, block_size, window, scale,
+        1 if k_cache.dtype == torch.bfloat16 else 0, out.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    calls += 1
+    return out
