@@ -159,6 +159,7 @@ class ModelRunner:
         )
         for layer in self.layers:
             layer.native_decode = native
+        self.native_decode = native and bool(self.layers)
         self.decode_group_size = NATIVE_DECODE_GROUP_SIZE if native else DECODE_GROUP_SIZE
         # decode padding points into block 0, graph padding into the scratch block (engine.cuda_graphs):
         # keep both finite from the start
@@ -184,7 +185,10 @@ class ModelRunner:
 
     def _zero_fresh_blocks(self, sched: SchedulerOutput) -> None:
         """Zero blocks on their first use. Attention reads whole blocks (and padding) under a mask,
-        and a masked 0 × NaN from never-written memory would still poison the output."""
+        and a masked 0 × NaN from never-written memory would still poison the output. The native
+        decode kernel reads only written slots (and prefill only its context's), so it skips this."""
+        if self.native_decode:
+            return
         fresh: list[int] = []
         for s in sched.scheduled:
             table = s.request.block_table

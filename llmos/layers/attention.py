@@ -161,7 +161,9 @@ class PagedAttention(nn.Module):
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, meta: AttentionMetadata) -> Tensor:
         """q: [T, H, D], k/v: [T, KV, D] → [T, H, D]."""
-        if self.k_cache.numel():
+        if self.native_decode:
+            paged.store(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
+        elif self.k_cache.numel():
             self.k_cache.index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
             self.v_cache.index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
         out = torch.empty_like(q)

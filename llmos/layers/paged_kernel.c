@@ -226,3 +226,16 @@ void paged_decode_attention(const void *q, const void *k_cache, const void *v_ca
         }
     }
 }
+
+/* Write T tokens' K and V ([T, KV, D] each, contiguous) into the caches at slots[t] of every head. */
+void paged_store(const void *k, const void *v, void *k_cache, void *v_cache, int64_t num_slots,
+                 const int64_t *slots, int64_t T, int64_t KV, int64_t D, int64_t elsize) {
+    const int64_t row = D * elsize;
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t h = 0; h < KV; h++) {
+            int64_t src = (t * KV + h) * row, dst = (h * num_slots + slots[t]) * row;
+            memcpy((char *)k_cache + dst, (const char *)k + src, row);
+            memcpy((char *)v_cache + dst, (const char *)v + src, row);
+        }
+    }
+}

@@ -129,6 +129,19 @@ def test_slots_outside_a_rows_context_are_never_read() -> None:
     assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_store_writes_what_index_copy_writes(dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(1)
+    k, v = (torch.randn(7, 3, 32, generator=g).to(dtype) for _ in range(2))
+    slots = torch.tensor([5, 0, 63, 17, 18, 40, 2])
+    k_cache, v_cache = torch.zeros(3, 64, 32, dtype=dtype), torch.zeros(3, 64, 32, dtype=dtype)
+    paged.store(k, v, k_cache, v_cache, slots)
+    want_k, want_v = torch.zeros_like(k_cache), torch.zeros_like(v_cache)
+    want_k.index_copy_(1, slots, k.transpose(0, 1))
+    want_v.index_copy_(1, slots, v.transpose(0, 1))
+    assert torch.equal(k_cache, want_k) and torch.equal(v_cache, want_v)
+
+
 def _engine(model_dir: Path, **overrides: object) -> Engine:
     config = EngineConfig(
         **{  # type: ignore[arg-type]
