@@ -21,7 +21,7 @@ from llmos.engine.outputs import ModelRunnerOutput, ScheduledRequest, SchedulerO
 from llmos.engine.request import Request
 from llmos.engine.speculative import accept
 from llmos.engine.structured_output import GrammarMatcher, allowed_token_mask
-from llmos.layers import paged
+from llmos.layers import decode_kernels
 from llmos.layers.attention import AttentionMetadata, DecodeGroup, PagedAttention, PrefillChunk
 from llmos.layers.linear import Linear, bucket_rows
 from llmos.layers.sampler import Penalty, SamplingBatch, sample
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 # Decoding sequences are sorted by context length and attended in groups of this many, so each
 # group gathers and attends little padding; fewer, larger groups mean fewer kernel launches.
 DECODE_GROUP_SIZE = 8
-# The native decode kernel (llmos.layers.paged) reads each row's own blocks and pads nothing: one
+# The native decode kernel (llmos.layers.decode_kernels) reads each row's own blocks and pads nothing: one
 # call per layer for every decoding sequence.
 NATIVE_DECODE_GROUP_SIZE = 1 << 30
 # Prompt logprobs run the LM head over this many prompt positions at a time, which bounds the
@@ -154,12 +154,17 @@ class ModelRunner:
             layer.v_cache = torch.empty(shape, dtype=self.config.dtype, device=self.device)
         # decode on the native kernel where it runs for every layer (no gather, so one group)
         native = all(
-            paged.supports(layer.k_cache, layer.num_heads, layer.num_kv_heads, layer.head_dim)
+            decode_kernels.supports(layer.k_cache, layer.num_heads, layer.num_kv_heads, layer.head_dim)
             for layer in self.layers
         )
         for layer in self.layers:
             layer.native_decode = native
         self.native_decode = native and bool(self.layers)
+        # the per-layer glue (norms, rotary) in single native calls too, where the library runs
+        fused = self.device.type == "cpu" and decode_kernels.available()
+        for module in self.model.modules():
+            if hasattr(module, "native_kernels"):
+                module.native_kernels = fused
         self.decode_group_size = NATIVE_DECODE_GROUP_SIZE if native else DECODE_GROUP_SIZE
         # decode padding points into block 0, graph padding into the scratch block (engine.cuda_graphs):
         # keep both finite from the start

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmos.layers import paged
+from llmos.layers import decode_kernels
 from llmos.layers.linear import bucket_rows
 
 
@@ -142,7 +142,7 @@ class PagedAttention(nn.Module):
     by the model runner (``num_slots = num_blocks * block_size``); until then the layer holds empty
     ones and works for uncached prefills only. Head-major blocks let decode gather every context
     with one ``index_select`` of whole blocks (contiguous ``block_size x head_dim`` runs). With
-    ``native_decode`` (the runner sets it where ``llmos.layers.paged`` runs: x86 CPUs) decode
+    ``native_decode`` (the runner sets it where ``llmos.layers.decode_kernels`` runs: x86 CPUs) decode
     reads the cache in place through the block tables instead of gathering a copy.
     """
 
@@ -157,12 +157,12 @@ class PagedAttention(nn.Module):
         self.sliding_window = sliding_window
         self.k_cache = torch.empty(0)
         self.v_cache = torch.empty(0)
-        self.native_decode = False  # decode on llmos.layers.paged (set with the caches)
+        self.native_decode = False  # decode on llmos.layers.decode_kernels (set with the caches)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, meta: AttentionMetadata) -> Tensor:
         """q: [T, H, D], k/v: [T, KV, D] → [T, H, D]."""
         if self.native_decode:
-            paged.store(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
+            decode_kernels.store(k, v, self.k_cache, self.v_cache, meta.slot_mapping)
         elif self.k_cache.numel():
             self.k_cache.index_copy_(1, meta.slot_mapping, k.transpose(0, 1))
             self.v_cache.index_copy_(1, meta.slot_mapping, v.transpose(0, 1))
@@ -209,7 +209,7 @@ class PagedAttention(nn.Module):
         SDPA over ``[n, KV, G, D]`` x ``[n, KV, context, D]`` does grouped-query decoding.
         """
         if self.native_decode:
-            return paged.decode_attention(
+            return decode_kernels.decode_attention(
                 q, self.k_cache, self.v_cache, group.block_tables, group.context_lens,
                 group.block_size, self.scale, self.sliding_window,
             )  # fmt: skip

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from llmos.layers import decode_kernels
+
 
 class RMSNorm(nn.Module):
     """Llama-style RMSNorm: normalise in float32, cast back, then scale by ``weight``."""
@@ -17,8 +19,11 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
+        self.native_kernels = False  # one native call instead of eight ops (set by the engine)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.native_kernels and decode_kernels.fuses(x):
+            return decode_kernels.rms_norm(x, self.weight, self.eps)
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(x.dtype)

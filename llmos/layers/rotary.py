@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from llmos.layers import decode_kernels
+
 
 def rope_parameters(config: Any, layer_type: str | None = None) -> dict[str, Any]:
     """The RoPE settings (``rope_type``, ``rope_theta``, scaling keys) for ``layer_type`` of ``config``."""
@@ -71,8 +73,11 @@ class RotaryEmbedding(nn.Module):
         return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
-def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate x: [T, heads, head_dim] by the per-token cos/sin ([T, head_dim], already in x's dtype)."""
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor, native: bool = False) -> Tensor:
+    """Rotate x: [T, heads, head_dim] by the per-token cos/sin ([T, head_dim], already in x's dtype).
+    ``native``: in one call of ``decode_kernels.rotary`` where it runs (the same values)."""
+    if native and decode_kernels.fuses(x):
+        return decode_kernels.rotary(x, cos, sin)
     cos = cos[:, None, :]
     sin = sin[:, None, :]
     x1, x2 = x.chunk(2, dim=-1)

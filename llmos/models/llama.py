@@ -62,11 +62,13 @@ class LlamaAttention(nn.Module):
         self.o_proj = Linear(q_size, config.hidden_size, bias=bias)
         scale = self.head_dim**-0.5
         self.attn = PagedAttention(self.num_heads, self.num_kv_heads, self.head_dim, scale, sliding_window)
+        self.native_kernels = False  # rotary on llmos.layers.decode_kernels (set by the engine)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, meta: AttentionMetadata) -> Tensor:
         q, k, v = self.qkv_proj(x).split(self.qkv_proj.output_sizes, dim=-1)
-        q = apply_rotary(q.view(-1, self.num_heads, self.head_dim), cos, sin)
-        k = apply_rotary(k.view(-1, self.num_kv_heads, self.head_dim), cos, sin)
+        native = self.native_kernels
+        q = apply_rotary(q.view(-1, self.num_heads, self.head_dim), cos, sin, native)
+        k = apply_rotary(k.view(-1, self.num_kv_heads, self.head_dim), cos, sin, native)
         o = self.attn(q, k, v.view(-1, self.num_kv_heads, self.head_dim), meta)
         return self.o_proj(o.flatten(1))
 

@@ -19,10 +19,13 @@ from tiny_models import VOCAB_SIZE, build_tiny_llama
 from llmos.engine.config import EngineConfig
 from llmos.engine.engine import Engine
 from llmos.engine.sampling_params import SamplingParams
-from llmos.layers import native, paged
+from llmos.layers import decode_kernels, native
+from llmos.layers.norm import RMSNorm
+from llmos.layers.rotary import RotaryEmbedding, apply_rotary
 
 pytestmark = pytest.mark.skipif(
-    not paged.available(), reason="the native paged attention kernel needs x86 AVX2+FMA and a C compiler"
+    not decode_kernels.available(),
+    reason="the native paged attention kernel needs x86 AVX2+FMA and a C compiler",
 )
 
 
@@ -76,7 +79,7 @@ def test_the_kernel_computes_attention_over_each_rows_own_blocks(
     lens = [1, block_size, block_size + 1, 17, 100, 3]  # under a block, exactly one, many
     q, k, v, tables, context_lens = _case(heads, kv_heads, dim, block_size, lens, dtype, seed=heads + dim)
     scale = dim**-0.5
-    got = paged.decode_attention(q, k, v, tables, context_lens, block_size, scale, window)
+    got = decode_kernels.decode_attention(q, k, v, tables, context_lens, block_size, scale, window)
     want = _reference(q, k, v, tables, context_lens, block_size, scale, window)
     assert got.shape == q.shape and got.dtype == dtype
     if dtype == torch.float32:
@@ -85,15 +88,16 @@ def test_the_kernel_computes_attention_over_each_rows_own_blocks(
         torch.testing.assert_close(got.double(), want, rtol=1e-2, atol=1e-2)
 
 
-AVX2_FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-fPIC", "-shared")
-
-
 @pytest.mark.skipif(not {"avx2", "fma"} <= native.cpu_flags(), reason="the AVX2 build needs AVX2+FMA")
 def test_the_avx2_build_computes_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # where the CPU has AVX-512 the engine runs the 16-lane build; the 8-lane one is checked here too
     monkeypatch.setenv("LLMOS_KERNEL_DIR", str(tmp_path))
     monkeypatch.setattr(
-        paged, "LIBRARY", native.Library("paged", paged.SOURCE, lambda: AVX2_FLAGS, paged._declare)
+        decode_kernels,
+        "LIBRARY",
+        native.Library(
+            "decode", decode_kernels.SOURCE, lambda: decode_kernels.AVX2_FLAGS, decode_kernels._declare
+        ),
     )
     for dtype in (torch.float32, torch.bfloat16):
         for heads, kv_heads, dim, block_size in [(9, 3, 64, 16), (4, 1, 128, 32), (8, 8, 32, 8)]:
@@ -101,15 +105,15 @@ def test_the_avx2_build_computes_the_same(tmp_path: Path, monkeypatch: pytest.Mo
                 test_the_kernel_computes_attention_over_each_rows_own_blocks(
                     dtype, heads, kv_heads, dim, block_size, window
                 )
-    assert paged.LIBRARY.library is not None
-    assert [p.name.startswith("paged-") for p in tmp_path.iterdir()] == [True]
+    assert decode_kernels.LIBRARY.library is not None
+    assert [p.name.startswith("decode-") for p in tmp_path.iterdir()] == [True]
 
 
 def test_large_scores_and_long_contexts_stay_exact() -> None:
     # scores up to ~±400 (exp would overflow without the running max) over 1,000 keys
     q, k, v, tables, lens = _case(4, 2, 64, 16, [1000, 999, 40], torch.float32, seed=7)
     q *= 20
-    got = paged.decode_attention(q, k, v, tables, lens, 16, 0.125)
+    got = decode_kernels.decode_attention(q, k, v, tables, lens, 16, 0.125)
     torch.testing.assert_close(
         got.double(), _reference(q, k, v, tables, lens, 16, 0.125, 0), rtol=1e-5, atol=1e-5
     )
@@ -117,14 +121,14 @@ def test_large_scores_and_long_contexts_stay_exact() -> None:
 
 def test_slots_outside_a_rows_context_are_never_read() -> None:
     q, k, v, tables, lens = _case(4, 2, 32, 4, [6, 13], torch.bfloat16, seed=3)
-    want = paged.decode_attention(q, k, v, tables, lens, 4, 0.2)
+    want = decode_kernels.decode_attention(q, k, v, tables, lens, 4, 0.2)
     visible = torch.zeros(k.shape[1], dtype=torch.bool)
     for i, n in enumerate(lens.tolist()):
         positions = torch.arange(n)
         visible[tables[i, positions // 4] * 4 + positions % 4] = True
     k[:, ~visible] = float("nan")  # the rest of each row's last block, other blocks, padding
     v[:, ~visible] = float("nan")
-    got = paged.decode_attention(q, k, v, tables, lens, 4, 0.2)
+    got = decode_kernels.decode_attention(q, k, v, tables, lens, 4, 0.2)
     assert not got.isnan().any()
     assert torch.equal(got, want)
 
@@ -135,11 +139,40 @@ def test_store_writes_what_index_copy_writes(dtype: torch.dtype) -> None:
     k, v = (torch.randn(7, 3, 32, generator=g).to(dtype) for _ in range(2))
     slots = torch.tensor([5, 0, 63, 17, 18, 40, 2])
     k_cache, v_cache = torch.zeros(3, 64, 32, dtype=dtype), torch.zeros(3, 64, 32, dtype=dtype)
-    paged.store(k, v, k_cache, v_cache, slots)
+    decode_kernels.store(k, v, k_cache, v_cache, slots)
     want_k, want_v = torch.zeros_like(k_cache), torch.zeros_like(v_cache)
     want_k.index_copy_(1, slots, k.transpose(0, 1))
     want_v.index_copy_(1, slots, v.transpose(0, 1))
     assert torch.equal(k_cache, want_k) and torch.equal(v_cache, want_v)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rows", [1, 7, 64])
+def test_rms_norm_and_rotary_compute_what_the_torch_layers_do(dtype: torch.dtype, rows: int) -> None:
+    g = torch.Generator().manual_seed(rows)
+    with torch.inference_mode():
+        norm = RMSNorm(576, 1e-5)
+        norm.weight.copy_(torch.randn(576, generator=g) * 0.1 + 1)
+        norm = norm.to(dtype)
+        x = (torch.randn(rows, 576, generator=g) * 3).to(dtype)
+        fused = decode_kernels.rms_norm(x, norm.weight, 1e-5)
+        qkv = torch.randn(rows, 960, generator=g).to(dtype)
+        q = qkv[:, :576].view(rows, 9, 64)  # strided tokens, as split from the fused projection
+        cos, sin = RotaryEmbedding(64, {"rope_theta": 100000.0})(
+            torch.randint(0, 4000, (rows,), generator=g), dtype
+        )
+        rotated = decode_kernels.rotary(q, cos, sin)
+        if dtype == torch.bfloat16:  # bf16: the same rounding after every step, so the same bits
+            assert torch.equal(fused, norm(x))
+            assert torch.equal(rotated, apply_rotary(q, cos, sin))
+        else:  # fp32: the sum of squares is added in another order
+            torch.testing.assert_close(fused, norm(x), rtol=1e-6, atol=1e-6)
+            assert torch.equal(rotated, apply_rotary(q, cos, sin))
+        norm.native_kernels = True  # what the engine sets: the module then calls the kernel
+        assert torch.equal(norm(x), fused)
+    assert decode_kernels.fuses(torch.ones(2, dtype=dtype)) is False  # autograd on: torch's ops
+    with torch.no_grad():
+        assert decode_kernels.fuses(torch.ones(2, dtype=dtype))
 
 
 def _engine(model_dir: Path, **overrides: object) -> Engine:
@@ -179,15 +212,17 @@ def test_the_engine_decodes_through_the_kernel_with_the_torch_paths_output(
     prompts = [torch.randint(3, VOCAB_SIZE, (n,), generator=g).tolist() for n in (1, 3, 9, 30, 45, 7)]
     native = _engine(model_dir, dtype=dtype)
     assert all(layer.native_decode for layer in native.runner.layers)
-    calls = paged.calls
+    flagged = [m for m in native.runner.model.modules() if hasattr(m, "native_kernels")]
+    assert len(flagged) == 2 * 2 + 1 + 2 and all(m.native_kernels for m in flagged)  # norms, attention
+    calls = decode_kernels.calls
     tokens, logprobs = _generate(native, prompts)
-    assert paged.calls - calls >= 2 * 19  # every decode step of both layers
-    monkeypatch.setattr(paged, "supports", lambda *args: False)
+    assert decode_kernels.calls - calls >= 2 * 19  # every decode step of both layers
+    monkeypatch.setattr(decode_kernels, "supports", lambda *args: False)
     gathered = _engine(model_dir, dtype=dtype)
     assert not any(layer.native_decode for layer in gathered.runner.layers)
-    calls = paged.calls
+    calls = decode_kernels.calls
     want_tokens, want_logprobs = _generate(gathered, prompts)
-    assert paged.calls == calls
+    assert decode_kernels.calls == calls
     if dtype == torch.float32:
         assert tokens == want_tokens
         for got, want in zip(logprobs, want_logprobs, strict=True):
@@ -206,11 +241,12 @@ def test_the_engine_decodes_through_the_kernel_with_the_torch_paths_output(
 
 def test_it_runs_on_torchs_openmp_pool_and_can_be_switched_off(tmp_path: Path) -> None:
     script = (
-        "import torch; from llmos.layers import paged\n"
+        "import torch; from llmos.layers import decode_kernels\n"
         "q = torch.randn(2, 4, 16); k = torch.randn(2, 8, 16); v = torch.randn(2, 8, 16)\n"
-        "paged.decode_attention(q, k, v, torch.tensor([[0, 1], [1, 0]]), torch.tensor([8, 5]), 4, 0.25)\n"
+        "tables, lens = torch.tensor([[0, 1], [1, 0]]), torch.tensor([8, 5])\n"
+        "decode_kernels.decode_attention(q, k, v, tables, lens, 4, 0.25)\n"
         "maps = {line.split()[-1] for line in open('/proc/self/maps') if 'libgomp' in line}\n"
-        "print(paged.available(), len(maps))"
+        "print(decode_kernels.available(), len(maps))"
     )
     env = {**os.environ, "LLMOS_KERNEL_DIR": str(tmp_path / "kernels")}
     done = subprocess.run(
@@ -219,9 +255,9 @@ def test_it_runs_on_torchs_openmp_pool_and_can_be_switched_off(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "1"]  # one OpenMP runtime in the process: torch's
     (library,) = (tmp_path / "kernels").iterdir()
-    assert library.name.startswith("paged-") and library.suffix == ".so"
+    assert library.name.startswith("decode-") and library.suffix == ".so"
     off = subprocess.run(
-        [sys.executable, "-c", "from llmos.layers import paged; print(paged.available())"],
+        [sys.executable, "-c", "from llmos.layers import decode_kernels; print(decode_kernels.available())"],
         env={**env, "LLMOS_NATIVE_KERNELS": "0"}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert off.stdout.strip() == "False"

@@ -239,3 +239,89 @@ void paged_store(const void *k, const void *v, void *k_cache, void *v_cache, int
         }
     }
 }
+
+/* bf16 <-> fp32 for one value: exact widening, round-to-nearest-even narrowing (as torch does). */
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    bits += 0x7FFF + ((bits >> 16) & 1);
+    return (uint16_t)(bits >> 16);
+}
+
+/* bf16 arithmetic as torch does it: widen, compute in fp32, round the result */
+static inline float round_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
+
+/* Llama's RMSNorm over T rows of n values (row r at x + r * stride), as transformers computes it:
+ * normalise in fp32, round to the input's dtype, then multiply by the weight in that dtype. */
+__attribute__((optimize("fp-contract=off"))) void rms_norm(const void *x, int64_t stride, const void *weight, void *out, int64_t T, int64_t n, float eps,
+              int64_t dtype) {
+    const int bf16 = dtype == 1;
+
+    for (int64_t r = 0; r < T; r++) {
+        float row[8192];
+        const int64_t base = r * stride;
+        vf acc = {0};
+        int64_t i = 0;
+        for (; i + VL <= n; i += VL) {
+            vf v = load_row(x, bf16, base + i);
+            *(vf_u *)(row + i) = v;
+            acc += v * v;
+        }
+        float sum = 0.0f;
+        for (int j = 0; j < VL; j++) sum += acc[j];
+        for (; i < n; i++) {
+            row[i] = bf16 ? bf16_to_f32(((const uint16_t *)x)[base + i]) : ((const float *)x)[base + i];
+            sum += row[i] * row[i];
+        }
+        const float scale = 1.0f / sqrtf(sum / (float)n + eps);
+        if (bf16) {
+            const uint16_t *w = weight;
+            uint16_t *o = (uint16_t *)out + r * n;
+            for (int64_t j = 0; j < n; j++) o[j] = f32_to_bf16(bf16_to_f32(w[j]) * round_bf16(row[j] * scale));
+        } else {
+            const float *w = weight;
+            float *o = (float *)out + r * n;
+            for (int64_t j = 0; j < n; j++) o[j] = w[j] * (row[j] * scale);
+        }
+    }
+}
+
+/* Rotate-half RoPE for T tokens x H heads x D (token t's heads at x + t * stride, contiguous), with
+ * per-token cos/sin [T, D]: out = x * cos + cat(-x2, x1) * sin, rounded after each product and the
+ * sum in bf16 as torch's three ops are. out is contiguous [T, H, D]. */
+__attribute__((optimize("fp-contract=off"))) void rotary(const void *x, int64_t stride, const void *cos, const void *sin, void *out, int64_t T, int64_t H,
+            int64_t D, int64_t dtype) {
+    const int bf16 = dtype == 1;
+    const int64_t half = D / 2;
+
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t h = 0; h < H; h++) {
+            const int64_t in = t * stride + h * D, o = (t * H + h) * D, cs = t * D;
+            if (bf16) {
+                const uint16_t *xi = (const uint16_t *)x + in, *c = (const uint16_t *)cos + cs,
+                               *s = (const uint16_t *)sin + cs;
+                uint16_t *oi = (uint16_t *)out + o;
+                for (int64_t j = 0; j < D; j++) {
+                    float xv = bf16_to_f32(xi[j]);
+                    float rv = j < half ? -bf16_to_f32(xi[j + half]) : bf16_to_f32(xi[j - half]);
+                    float a = round_bf16(xv * bf16_to_f32(c[j])), b = round_bf16(rv * bf16_to_f32(s[j]));
+                    oi[j] = f32_to_bf16(a + b);
+                }
+            } else {
+                const float *xi = (const float *)x + in, *c = (const float *)cos + cs, *s = (const float *)sin + cs;
+                float *oi = (float *)out + o;
+                for (int64_t j = 0; j < D; j++) {
+                    float rv = j < half ? -xi[j + half] : xi[j - half];
+                    oi[j] = xi[j] * c[j] + rv * s[j];
+                }
+            }
+        }
+    }
+}
