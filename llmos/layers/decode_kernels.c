@@ -117,17 +117,32 @@ static inline vf vexp(vf x) {
     return p * (vf)bits;
 }
 
-/* One (row, kv head) item. D and bf16 are compile-time constants (inlined per case). */
+static inline float hmax_v(vf v) {
+    float m = v[0];
+    for (int i = 1; i < VL; i++) m = v[i] > m ? v[i] : m;
+    return m;
+}
+
+static inline float hsum_v(vf v) {
+    float sum = 0.0f;
+    for (int i = 0; i < VL; i++) sum += v[i];
+    return sum;
+}
+
+/* One (row, kv head) item. D, G and bf16 are compile-time constants in the common cases (inlined
+ * per case), so a key or value row and the G queries and accumulators stay in registers: each
+ * key row is converted once and dotted with the G queries, each value row converted once and
+ * added into the G accumulators. */
 static inline __attribute__((always_inline)) void attend(
     const void *q, const void *k_cache, const void *v_cache, int64_t num_slots,
-    const int64_t *table, int64_t context_len, int64_t row, int64_t h, int64_t H, int64_t G,
+    const int64_t *table, int64_t context_len, int64_t row, int64_t h, int64_t H, const int64_t G,
     const int64_t D, int64_t bs, int64_t window, float scale, const int bf16, void *out) {
     const int64_t nv = D / VL;
     vf qf[MAX_GROUP][NV];
     vf acc[MAX_GROUP][NV];
     float m[MAX_GROUP], l[MAX_GROUP];
     float s[MAX_GROUP][CHUNK] __attribute__((aligned(64)));
-    vf kf[CHUNK][NV];
+    vf dots[MAX_GROUP][CHUNK];
     const vf zero = {0};
     for (int64_t g = 0; g < G; g++) {
         int64_t offset = (row * H + h * G + g) * D;
@@ -144,52 +159,69 @@ static inline __attribute__((always_inline)) void attend(
     for (int64_t c = first; c < context_len; c += CHUNK) {
         int64_t cnt = context_len - c < CHUNK ? context_len - c : CHUNK;
         int64_t rows[CHUNK];
+        /* the chunk's cache rows, and the next chunk's (one division a chunk: no idiv a token) */
+        int64_t next[CHUNK];
+        int64_t block = c / bs, within = c % bs;
+        for (int64_t t = 0; t < 2 * CHUNK; t++) {
+            int64_t slot = head_base + table[block] * bs + within;
+            if (t < CHUNK) rows[t] = slot * D;
+            else next[t - CHUNK] = slot * D * elsize;
+            if (c + t + 1 >= context_len) break;
+            if (++within == bs) {
+                within = 0;
+                block++;
+            }
+        }
         /* the next chunk's keys and values are scattered blocks the hardware cannot predict: ask
          * for them now, so they arrive while this chunk computes */
-        for (int64_t pos = c + CHUNK; pos < c + 2 * CHUNK && pos < context_len; pos++) {
-            int64_t offset = (head_base + table[pos / bs] * bs + pos % bs) * D * elsize;
+        for (int64_t t = 0; t < CHUNK && c + CHUNK + t < context_len; t++) {
             for (int64_t b = 0; b < D * elsize; b += 64) {
-                __builtin_prefetch((const char *)k_cache + offset + b);
-                __builtin_prefetch((const char *)v_cache + offset + b);
+                __builtin_prefetch((const char *)k_cache + next[t] + b);
+                __builtin_prefetch((const char *)v_cache + next[t] + b);
             }
         }
         for (int64_t t = 0; t < cnt; t++) {
-            int64_t pos = c + t;
-            rows[t] = (head_base + table[pos / bs] * bs + pos % bs) * D;
-            for (int64_t i = 0; i < nv; i++) kf[t][i] = load_row(k_cache, bf16, rows[t] + i * VL);
+            vf key[NV];
+            for (int64_t i = 0; i < nv; i++) key[i] = load_row(k_cache, bf16, rows[t] + i * VL);
+            for (int64_t g = 0; g < G; g++) {
+                vf dot = qf[g][0] * key[0];
+                for (int64_t i = 1; i < nv; i++) dot += qf[g][i] * key[i];
+                dots[g][t] = dot;
+            }
         }
         for (int64_t g = 0; g < G; g++) {
-            vf dots[CHUNK];
-            for (int64_t t = 0; t < cnt; t++) {
-                vf dot = qf[g][0] * kf[t][0];
-                for (int64_t i = 1; i < nv; i++) dot += qf[g][i] * kf[t][i];
-                dots[t] = dot;
+            for (int64_t t = cnt; t < CHUNK; t++) dots[g][t] = zero;
+            hsum_chunk(dots[g], s[g]);
+            for (int64_t t = cnt; t < CHUNK; t++) s[g][t] = -INFINITY;
+            vf mv = *(vf *)s[g];
+            for (int64_t j = VL; j < CHUNK; j += VL) {
+                vf other = *(vf *)(s[g] + j);
+                vi bigger = other > mv;
+                mv = (vf)(((vi)other & bigger) | ((vi)mv & ~bigger));
             }
-            for (int64_t t = cnt; t < CHUNK; t++) dots[t] = zero;
-            hsum_chunk(dots, s[g]);
-            float mx = s[g][0];
-            for (int64_t t = 1; t < cnt; t++) mx = s[g][t] > mx ? s[g][t] : mx;
+            float mx = hmax_v(mv);
             if (mx > m[g]) {
                 float corr = expf(m[g] - mx); /* 0 on the first chunk */
                 l[g] *= corr;
                 for (int64_t i = 0; i < nv; i++) acc[g][i] *= corr;
                 m[g] = mx;
             }
-            float sum = 0.0f;
+            vf total = zero;
             for (int64_t j = 0; j < CHUNK; j += VL) {
                 vf p = vexp(*(vf *)(s[g] + j) - m[g]);
+                for (int64_t t = 0; t < VL; t++)
+                    if (j + t >= cnt) p[t] = 0.0f;
                 *(vf *)(s[g] + j) = p;
+                total += p;
             }
-            for (int64_t t = 0; t < cnt; t++) sum += s[g][t];
-            l[g] += sum;
+            l[g] += hsum_v(total);
         }
-        for (int64_t t = 0; t < cnt; t++) { /* the values, over the K rows now in L1 */
-            for (int64_t i = 0; i < nv; i++) kf[t][i] = load_row(v_cache, bf16, rows[t] + i * VL);
-        }
-        for (int64_t g = 0; g < G; g++) {
-            for (int64_t t = 0; t < cnt; t++) {
+        for (int64_t t = 0; t < cnt; t++) {
+            vf value[NV];
+            for (int64_t i = 0; i < nv; i++) value[i] = load_row(v_cache, bf16, rows[t] + i * VL);
+            for (int64_t g = 0; g < G; g++) {
                 float w = s[g][t];
-                for (int64_t i = 0; i < nv; i++) acc[g][i] += w * kf[t][i];
+                for (int64_t i = 0; i < nv; i++) acc[g][i] += w * value[i];
             }
         }
     }
@@ -212,17 +244,22 @@ void paged_decode_attention(const void *q, const void *k_cache, const void *v_ca
     for (int64_t item = 0; item < n * KV; item++) {
         int64_t row = item / KV, h = item % KV;
         const int64_t *table = block_tables + row * max_blocks;
-#define ATTEND(DIM, BF16)                                                                                \
-    attend(q, k_cache, v_cache, num_slots, table, context_lens[row], row, h, H, G, DIM, bs, window, scale, \
+#define ATTEND(GROUP, DIM, BF16)                                                                            \
+    attend(q, k_cache, v_cache, num_slots, table, context_lens[row], row, h, H, GROUP, DIM, bs, window, scale, \
            BF16, out)
+#define BY_GROUP(DIM, BF16)                        \
+    switch (G) {                                   \
+    case 1: ATTEND(1, DIM, BF16); break;           \
+    case 2: ATTEND(2, DIM, BF16); break;           \
+    case 3: ATTEND(3, DIM, BF16); break;           \
+    case 4: ATTEND(4, DIM, BF16); break;           \
+    case 7: ATTEND(7, DIM, BF16); break;           \
+    default: ATTEND(G, DIM, BF16); break;          \
+    }
         if (bf16) {
-            if (D == 64) ATTEND(64, 1);
-            else if (D == 128) ATTEND(128, 1);
-            else ATTEND(D, 1);
+            if (D == 64) { BY_GROUP(64, 1) } else { ATTEND(G, D, 1); }
         } else {
-            if (D == 64) ATTEND(64, 0);
-            else if (D == 128) ATTEND(128, 0);
-            else ATTEND(D, 0);
+            if (D == 64) { BY_GROUP(64, 0) } else { ATTEND(G, D, 0); }
         }
     }
 }
