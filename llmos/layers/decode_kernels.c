@@ -1,17 +1,19 @@
-/* llmos paged decode attention: one query token per row against its context, read in place from
- * the paged KV cache through the row's block table (no gathered copy of the context).
+/* llmos CPU decode kernels, built by llmos/layers/decode_kernels.py with the system C compiler and
+ * called through ctypes.
  *
- * The cache is head-major, [kv_heads, num_slots, head_dim], in float32 or bfloat16. Work items are
- * (row, kv head); the G query heads that share a KV head are computed together, so each key and
- * value row is read once per item. Within an item the keys are taken 16 at a time with an online
- * softmax (FlashAttention's running max and sum), in float32 whatever the cache's type.
+ * paged_decode_attention: one query token per row against its context, read in place from the
+ * paged KV cache through the row's block table (no gathered copy of the context). The cache is
+ * head-major, [kv_heads, num_slots, head_dim], in float32 or bfloat16. Work items are (row, kv
+ * head); the G query heads that share a KV head are computed together, so each key and value row
+ * is read once per item. Within an item the keys are taken 16 at a time with an online softmax
+ * (FlashAttention's running max and sum), in float32 whatever the cache's type. Items are split
+ * across threads with an OpenMP loop; the library is linked against the libgomp that torch has
+ * already loaded, so the loop runs on torch's own thread pool, not a second one.
+ *
+ * paged_store, rms_norm, rotary: the rest of a decode layer's small steps, on the calling thread.
  *
  * Written with GCC vector extensions, as wide as the ISA it is built for: 16 floats with
- * -mavx512f, 8 with -mavx2 (wider vectors than the registers spill, and ran 2x slower). Items are split across threads with an
- * OpenMP loop; the library is linked against the libgomp that torch has already loaded, so the
- * loop runs on torch's own thread pool, not a second one.
- *
- * Built by llmos/layers/paged.py with the system C compiler and called through ctypes.
+ * -mavx512f, 8 with -mavx2 (wider vectors than the registers spill, and ran 2x slower).
  */
 #include <math.h>
 #include <stdint.h>
@@ -297,10 +299,9 @@ static inline float round_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
 
 /* Llama's RMSNorm over T rows of n values (row r at x + r * stride), as transformers computes it:
  * normalise in fp32, round to the input's dtype, then multiply by the weight in that dtype. */
-__attribute__((optimize("fp-contract=off"))) void rms_norm(const void *x, int64_t stride, const void *weight, void *out, int64_t T, int64_t n, float eps,
-              int64_t dtype) {
+__attribute__((optimize("fp-contract=off"))) void rms_norm(const void *x, int64_t stride, const void *weight,
+                                                           void *out, int64_t T, int64_t n, float eps, int64_t dtype) {
     const int bf16 = dtype == 1;
-
     for (int64_t r = 0; r < T; r++) {
         float row[8192];
         const int64_t base = r * stride;
@@ -333,11 +334,11 @@ __attribute__((optimize("fp-contract=off"))) void rms_norm(const void *x, int64_
 /* Rotate-half RoPE for T tokens x H heads x D (token t's heads at x + t * stride, contiguous), with
  * per-token cos/sin [T, D]: out = x * cos + cat(-x2, x1) * sin, rounded after each product and the
  * sum in bf16 as torch's three ops are. out is contiguous [T, H, D]. */
-__attribute__((optimize("fp-contract=off"))) void rotary(const void *x, int64_t stride, const void *cos, const void *sin, void *out, int64_t T, int64_t H,
-            int64_t D, int64_t dtype) {
+__attribute__((optimize("fp-contract=off"))) void rotary(const void *x, int64_t stride, const void *cos,
+                                                         const void *sin, void *out, int64_t T, int64_t H, int64_t D,
+                                                         int64_t dtype) {
     const int bf16 = dtype == 1;
     const int64_t half = D / 2;
-
     for (int64_t t = 0; t < T; t++) {
         for (int64_t h = 0; h < H; h++) {
             const int64_t in = t * stride + h * D, o = (t * H + h) * D, cs = t * D;

@@ -29,9 +29,7 @@ from llmos.layers import native
 SOURCE = Path(__file__).with_name("decode_kernels.c")
 MAX_GROUP = 16  # query heads per KV head (as in the C source)
 MAX_DIM = 256
-
 calls = 0  # how many layer calls the kernel ran (tests read it)
-
 
 COMMON_FLAGS = ("-O3", "-fopenmp", "-fPIC", "-shared")
 AVX512_FLAGS = ("-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mfma", *COMMON_FLAGS)
@@ -51,24 +49,11 @@ def _declare(library: ctypes.CDLL) -> None:
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     fn = library.paged_decode_attention
     fn.argtypes = [
-        ptr,
-        ptr,
-        ptr,
-        i64,
-        ptr,
-        i64,
-        ptr,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        ctypes.c_float,
-        i64,
-        ptr,
-        i64,
-    ]
+        ptr, ptr, ptr, i64,  # q, k_cache, v_cache, num_slots
+        ptr, i64, ptr,  # block_tables, max_blocks, context_lens
+        i64, i64, i64, i64, i64, i64,  # n, H, KV, D, block_size, window
+        ctypes.c_float, i64, ptr, i64,  # scale, dtype, out, num_threads
+    ]  # fmt: skip
     fn.restype = None
     store = library.paged_store
     store.argtypes = [ptr, ptr, ptr, ptr, i64, ptr, i64, i64, i64, i64]
